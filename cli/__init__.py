@@ -1,0 +1,1 @@
+"""The `trustattr` command line (installed as the package trustattr.cli)."""

@@ -1,0 +1,119 @@
+// CPU launchers of project / project_t and the CPU generator of random_matrix.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include "../checks.h"
+#include "../gaussian_table.h"
+#include "../sketch_ops.h"
+#include "sketch_cpu.h"
+
+namespace trustattr {
+namespace {
+
+cpu::Elem elem_of(at::ScalarType dt) {
+  switch (dt) {
+    case at::kFloat: return cpu::Elem::kF32;
+    case at::kDouble: return cpu::Elem::kF64;
+    case at::kBFloat16: return cpu::Elem::kBF16;
+    default: return cpu::Elem::kF16;
+  }
+}
+
+// Shared body of project (x [N, D] -> [N, k]) and project_t (y [N, k] -> [N, D]).
+at::Tensor sketch_cpu(const at::Tensor& x, int64_t d, int64_t k, int64_t seed,
+                      c10::string_view kind, int64_t feature_offset, int64_t nnz, bool transposed) {
+  const char* op = transposed ? "project_t" : "project";
+  const char* arg = transposed ? "y" : "x";
+  check_rank(x, 2, op, arg, transposed ? "[N, k]" : "[N, D]");
+  check_floating(x, op, arg);
+  if (transposed) {
+    TA_CHECK_ARG(x.size(1) == k, op, "y", "must have k columns, got shape ", shape_str(x));
+  } else {
+    TA_CHECK_ARG(x.size(1) >= 1, op, "x", "must have D >= 1 features, got shape ", shape_str(x));
+  }
+  const SketchKind sk = check_sketch(kind, d, k, feature_offset, nnz, op);
+  const int64_t n = x.size(0);
+  at::Tensor out = at::empty({n, transposed ? d : k},
+                             x.options().dtype(sketch_out_dtype(x.scalar_type())));
+  if (n == 0) return out;
+  const at::Tensor& table = gaussian_table_cpu();
+  cpu::SketchArgs args{};
+  args.x = x.data_ptr();
+  args.x_stride_row = x.stride(0);
+  args.x_stride_col = x.stride(1);
+  args.x_elem = elem_of(x.scalar_type());
+  args.out = out.data_ptr();
+  args.n = n;
+  args.d = d;
+  args.k = k;
+  args.feature_offset = feature_offset;
+  args.seed = seed;
+  args.kind = sk;
+  args.nnz = nnz;
+  args.scale = sketch_scale(sk, k, nnz);
+  args.gaussian_table = table.data_ptr<float>();
+  args.num_threads = at::get_num_threads();
+  args.transposed = transposed;
+  cpu::sketch_run(args);
+  return out;
+}
+
+at::Tensor project_cpu(const at::Tensor& x, int64_t k, int64_t seed, c10::string_view kind,
+                       int64_t feature_offset, int64_t nnz) {
+  return sketch_cpu(x, x.dim() == 2 ? x.size(1) : 0, k, seed, kind, feature_offset, nnz, false);
+}
+
+at::Tensor project_t_cpu(const at::Tensor& y, int64_t D, int64_t seed, c10::string_view kind,
+                         int64_t feature_offset, int64_t nnz) {
+  return sketch_cpu(y, D, y.dim() == 2 ? y.size(1) : 0, seed, kind, feature_offset, nnz, true);
+}
+
+template <typename T>
+void fill_random_matrix(T* out, int64_t D, int64_t k, uint64_t key, SketchKind kind,
+                        int64_t feature_offset, int64_t nnz, T scale, const float* table) {
+  at::parallel_for(0, D, 64, [&](int64_t begin, int64_t end) {
+    for (int64_t d = begin; d < end; ++d) {
+      const uint64_t rk = row_key(key, feature_offset + d);
+      T* row = out + d * k;
+      if (kind == SketchKind::kSjlt) {
+        for (int64_t j = 0; j < k; ++j) row[j] = T(0);
+        for (int64_t t = 0; t < nnz; ++t) {
+          const SjltHit h = sjlt_hit(rk, t, nnz, k);
+          row[h.bucket] = (h.negative ? T(-1) : T(1)) * scale;
+        }
+      } else if (kind == SketchKind::kRademacher) {
+        for (int64_t j = 0; j < k; ++j) row[j] = (rademacher_negative(rk, j) ? T(-1) : T(1)) * scale;
+      } else {
+        for (int64_t j = 0; j < k; ++j) row[j] = static_cast<T>(table[gaussian_index(rk, j)]) * scale;
+      }
+    }
+  });
+}
+
+}  // namespace
+
+at::Tensor random_matrix_cpu(int64_t D, int64_t k, int64_t seed, SketchKind kind,
+                             int64_t feature_offset, int64_t nnz, at::ScalarType dtype,
+                             at::Device device) {
+  (void)device;
+  at::Tensor out = at::empty({D, k}, at::TensorOptions().dtype(dtype));
+  const uint64_t key = seed_key(seed, kind);
+  const double scale = sketch_scale(kind, k, nnz);
+  const float* table = gaussian_table_cpu().data_ptr<float>();
+  if (dtype == at::kDouble) {
+    fill_random_matrix<double>(out.data_ptr<double>(), D, k, key, kind, feature_offset, nnz, scale,
+                               table);
+  } else {
+    fill_random_matrix<float>(out.data_ptr<float>(), D, k, key, kind, feature_offset, nnz,
+                              static_cast<float>(scale), table);
+  }
+  return out;
+}
+
+TORCH_LIBRARY_IMPL(trustattr, CPU, m) {
+  m.impl("project", &project_cpu);
+  m.impl("project_t", &project_t_cpu);
+}
+
+}  // namespace trustattr

@@ -1,0 +1,11 @@
+// AVX-512 variant of the CPU sketch kernels. This file includes no torch
+// header: everything compiled under the target pragma stays in this file.
+#if defined(__x86_64__)
+#pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,bmi,bmi2,f16c")
+#define TA_ISA_NS isa_avx512
+#include "sketch_cpu_impl.h"
+
+namespace trustattr::cpu {
+void sketch_run_avx512(const SketchArgs& args) { isa_avx512::run(args); }
+}  // namespace trustattr::cpu
+#endif
