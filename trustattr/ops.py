@@ -11,6 +11,7 @@ everything keeps working, only slower.
 
 from __future__ import annotations
 
+import os
 import warnings
 
 import torch
@@ -46,6 +47,8 @@ _FALLBACKS = {
 
 
 def _load_extension() -> tuple[bool, str | None]:
+    if os.environ.get("TRUSTATTR_DISABLE_EXTENSION") == "1":
+        return False, "disabled by TRUSTATTR_DISABLE_EXTENSION=1"
     try:
         from trustattr import _C  # noqa: F401  (importing runs the op registrations)
     except Exception as exc:  # any failure: missing file, ABI mismatch, missing symbol
