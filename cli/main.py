@@ -1,18 +1,46 @@
-"""Root of the `trustattr` command: one sub-command module per job."""
+"""Root of the `trustattr` command: one sub-command module per job.
+
+User errors (bad arguments, missing files, mismatched artifacts) end the command with one line on
+stderr and exit code 1; set TRUSTATTR_DEBUG=1 to see the full traceback instead.
+"""
 
 from __future__ import annotations
 
+import os
 import sys
 
+import click
 import typer
+from typer.core import TyperGroup
+
+from trustattr.errors import TrustAttrError
+
+
+class _OneLineErrors(TyperGroup):
+    """Turns the library's user-facing errors into click errors: `Error: ...`, exit code 1."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (TrustAttrError, ValueError, FileNotFoundError) as exc:
+            if os.environ.get("TRUSTATTR_DEBUG") == "1":
+                raise
+            raise click.ClickException(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from exc
+
 
 app = typer.Typer(
     name="trustattr",
+    cls=_OneLineErrors,
     help="Attribute trust-benchmark changes of RLHF-tuned models to individual preference pairs.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
     add_completion=False,
 )
+
+# Sub-commands: one import and one registration line each.
+from trustattr.cli import bench  # noqa: E402
+
+app.add_typer(bench.app, name="bench")
 
 
 def main() -> None:

@@ -1,0 +1,79 @@
+"""`trustattr bench`: speed benchmarks of the kernels (not the trust benchmarks: see `trustattr eval`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from trustattr.paths import atomic_path
+
+app = typer.Typer(help="Speed benchmarks: kernels vs the baselines users would otherwise run, same process.",
+                  no_args_is_help=True)
+
+IntList = Annotated[str, typer.Option(help="comma-separated integers")]
+
+
+def _ints(text: str, option: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"{option} must be comma-separated integers, got '{text}'") from None
+
+
+def _words(text: str) -> list[str]:
+    return [v.strip() for v in text.split(",") if v.strip()]
+
+
+def _save(result: dict, out: Path | None, markdown: str) -> None:
+    typer.echo("\n" + markdown)
+    if out is not None:
+        with atomic_path(out) as tmp:
+            tmp.write_text(json.dumps(result, indent=2))
+        typer.echo(f"\nwrote {out}")
+
+
+@app.command()
+def projection(
+    rows: Annotated[str, typer.Option("--rows", help="batch sizes N, comma-separated")] = "1,8,64",
+    features: Annotated[str, typer.Option("--features", help="input dims D, comma-separated")] = str(1 << 20),
+    dims: Annotated[str, typer.Option("--k", help="sketch dims k, comma-separated")] = "2048",
+    dtypes: Annotated[str, typer.Option(help="input dtypes: float32,bfloat16,float16,float64")] = "float32",
+    kinds: Annotated[str, typer.Option(help="sketch kinds: rademacher,gaussian,sjlt")] = "rademacher,sjlt",
+    peers: Annotated[bool, typer.Option(help="also time TRAK/dattri projectors when installed")] = True,
+    max_matrix_gib: Annotated[float, typer.Option(help="largest materialized R for the torch.mm baseline")] = 9.0,
+    out: Annotated[Path | None, typer.Option(help="write the raw results as JSON here")] = None,
+) -> None:
+    """`project` vs torch.mm with R materialized, TRAK's and dattri's projectors; % of measured peak."""
+    from trustattr.perf import projection as bench
+    from trustattr.perf.timing import machine_info
+
+    args = bench.ProjectionBenchArguments(
+        rows=_ints(rows, "--rows"), features=_ints(features, "--features"), dims=_ints(dims, "--k"),
+        dtypes=_words(dtypes), kinds=_words(kinds), peers=peers, max_matrix_gib=max_matrix_gib,
+    )
+    typer.echo(f"machine: {machine_info()}")
+    result = bench.run(args, log=typer.echo)
+    result["machine"] = machine_info()
+    _save(result, out, bench.markdown(result))
+
+
+@app.command()
+def kernels(
+    quick: Annotated[bool, typer.Option(help="small shapes (seconds) instead of the issue's target shapes (minutes)")] = False,
+    out: Annotated[Path | None, typer.Option(help="write the raw results as JSON here")] = None,
+) -> None:
+    """Every kernel benchmark at the issue's target shapes (or --quick small ones)."""
+    from trustattr.perf import projection as bench
+    from trustattr.perf.timing import machine_info
+
+    if quick:
+        args = bench.ProjectionBenchArguments(rows=[8, 64], features=[1 << 16], dims=[512], peers=False,
+                                              kinds=["rademacher", "sjlt"])
+    else:
+        args = bench.ProjectionBenchArguments()
+    typer.echo(f"machine: {machine_info()}")
+    result = {"machine": machine_info(), "projection": bench.run(args, log=typer.echo)}
+    _save(result, out, bench.markdown(result["projection"]))
