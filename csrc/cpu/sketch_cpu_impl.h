@@ -521,8 +521,10 @@ void sparse_forward(const SketchArgs& a, const void* x, int64_t rows, T* out) {
   const int64_t d = a.d, k = a.k, nnz = a.nnz;
   const int64_t group_size = sparse_group_size(k);
   const int64_t groups = ceil_div(d, group_size);
+  // Row vectors per pass: as many as keep acc within ~256 KiB (and the batch needs).
   int64_t vecs = (256 * 1024) / (k * static_cast<int64_t>(sizeof(V)));
   vecs = vecs < 1 ? 1 : (vecs > 4 ? 4 : vecs);
+  vecs = vecs < ceil_div(rows, L) ? vecs : ceil_div(rows, L);
   const int64_t rows_per_pass = vecs * L;
   const int64_t count = rows * k;
   T* partial = scratch<T>(groups * count);
