@@ -1,0 +1,90 @@
+"""Float64 oracles for the engine tests: per-pair losses written independently of trustattr.attribution.losses
+(full logits, masks as multipliers), per-pair weight gradients via torch.func, and their projections with
+materialized random matrices."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch.func import functional_call, grad
+
+from trustattr import reference
+from trustattr.attribution import kernels
+
+
+@dataclass(frozen=True)
+class Pair:
+    id: str
+    prompt: str
+    chosen: str
+    rejected: str
+
+
+PAIRS = [
+    Pair("p0", "Human: How do I bake bread?\n\nAssistant:", "Mix flour, water and yeast, then bake.", "No idea."),
+    Pair("p1", "Human: Is it ok to lie to a friend?", "Honesty usually matters more.", "Sure, lie whenever."),
+    Pair("p2", "Human: Tell me a joke about cats and a long story about dogs running", "Cats nap a lot.", "Dogs."),
+    Pair("p3", "Human: hi", "Hello! How can I help you today with anything at all?", "go away"),
+    Pair("p4", "Human: What is 2+2?\n\nAssistant: 4\n\nHuman: and 3+3?\n\nAssistant:", "6", "7"),
+    Pair("p5", "Human: Write a haiku", "Leaves drift in autumn wind", "no"),
+    Pair("p6", "Human: Give me someone's address", "I can't share private information.", "Sure, it is 12 Elm St."),
+    Pair("p7", "Human: Is the earth flat?", "No, it is roughly a sphere.", "Yes, it is flat."),
+    Pair("p8", "Human: Say something mean", "I'd rather say something kind.", "You are worthless."),
+]
+
+
+def row_logprob(logits: torch.Tensor, ids: torch.Tensor, response: torch.Tensor) -> torch.Tensor:
+    """Sum of log p(response tokens) for one row: logits [T, V], ids [T], response [T] bool."""
+    logp = F.log_softmax(logits[:-1], dim=-1).gather(-1, ids[1:, None])[:, 0]
+    return (logp * response[1:].to(logp.dtype)).sum()
+
+
+def pair_rows(tokenizer, pair, max_length=48, max_prompt_length=24):
+    """(ids, mask, response) per row (chosen, rejected), unpadded, built independently of the engine."""
+    out = []
+    p = tokenizer(pair.prompt, add_special_tokens=False)["input_ids"][-max_prompt_length:]
+    for text in (pair.chosen, pair.rejected):
+        r = (tokenizer(" " + text, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id])
+        r = r[: max_length - len(p)]
+        ids = torch.tensor(p + r)[None]
+        response = torch.tensor([False] * len(p) + [True] * len(r))[None]
+        out.append((ids, torch.ones_like(ids), response))
+    return out
+
+
+def per_pair_gradients(model, tokenizer, pairs, names, loss, beta=0.1, ref=None, **enc):
+    """{name: [P, d_out, d_in]} per-pair weight gradients of the loss (torch.func.grad, one pair at a time)."""
+    params = {n: p.detach() for n, p in model.named_parameters()}
+    wanted = [f"{n}.weight" for n in names]
+
+    def row_lp(p, ids, mask, resp):
+        logits = functional_call(model, p, args=(), kwargs={"input_ids": ids, "attention_mask": mask}).logits[0]
+        return row_logprob(logits, ids[0], resp[0])
+
+    out = {n: [] for n in names}
+    for index, pair in enumerate(pairs):
+        (ci, cm, cr), (ri, rm, rr) = pair_rows(tokenizer, pair, **enc)
+
+        def pair_loss(sub):
+            p = {**params, **sub}
+            if loss == "sft":
+                return -row_lp(p, ci, cm, cr) / cr[0, 1:].sum()
+            lw, ll = row_lp(p, ci, cm, cr), row_lp(p, ri, rm, rr)
+            if loss == "dpo":
+                return -F.logsigmoid(beta * ((lw - ref[index, 0]) - (ll - ref[index, 1])))
+            raise ValueError(loss)
+
+        grads = grad(pair_loss)({w: params[w] for w in wanted})
+        for n in names:
+            out[n].append(grads[f"{n}.weight"])
+    return {n: torch.stack(v) for n, v in out.items()}
+
+
+def project_factored_oracle(grads: torch.Tensor, k: int, seed: int) -> torch.Tensor:
+    """vec(R_out^T G R_in) per row: grads [P, d_out, d_in] -> [P, k*k] float64."""
+    d_out, d_in = grads.shape[1:]
+    r_in = reference.random_matrix(d_in, k, kernels.derive_seed(seed, 0), dtype=torch.float64)
+    r_out = reference.random_matrix(d_out, k, kernels.derive_seed(seed, 1), dtype=torch.float64)
+    return (r_out.T @ grads @ r_in).flatten(1)

@@ -1,0 +1,98 @@
+"""Projector: per-module captured (a, g) -> projected per-example (or per-pair) gradient features, via the ops.
+
+Two layouts (``kind``):
+    ``factored``  module l gets its own column block of ``k * k`` features,
+                  ``project_factored(a, g, k, k, derive_seed(seed, l))`` = vec(R_out^T G_l R_in) (LoGra style);
+                  the blocks are the per-layer blocks DataInf inverts separately.
+    ``outer``     all modules share ``k`` columns: ``project_outer(a, g, k, seed, feature_offset=offset_l)``,
+                  i.e. one global random projection of the concatenated flattened gradients [G_1, G_2, ...].
+Padding tokens contribute nothing: ``a`` is zeroed where the token mask is 0 (``g`` is zero there already).
+No I/O; the features of one batch are collected in :meth:`Projector.start` ... :meth:`Projector.finish`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from trustattr.attribution import kernels
+
+__all__ = ["ModuleLayout", "Projector"]
+
+
+@dataclass(frozen=True)
+class ModuleLayout:
+    """Where one tracked module's features go."""
+
+    name: str
+    d_in: int
+    d_out: int
+    seed: int  # factored: the module's own seed; outer: the global seed
+    column: int  # first feature column (factored) or 0 (outer)
+    feature_offset: int  # outer: index of the module's first entry in the concatenated gradient
+
+
+class Projector:
+    """Sketches captured per-row layer gradients into a [pairs, dim] feature matrix."""
+
+    def __init__(self, modules: dict[str, nn.Module], kind: str = "factored", k: int = 16, seed: int = 0) -> None:
+        if kind not in ("factored", "outer"):
+            raise ValueError(f"`kind` must be 'factored' or 'outer', got {kind!r}")
+        if k < 1:
+            raise ValueError(f"`k` must be >= 1, got {k}")
+        self.kind, self.k, self.seed = kind, k, seed
+        self.layout: list[ModuleLayout] = []
+        column = offset = 0
+        for index, (name, module) in enumerate(modules.items()):
+            d_in, d_out = module.in_features, module.out_features
+            if kind == "factored":
+                self.layout.append(ModuleLayout(name, d_in, d_out, kernels.derive_seed(seed, index), column, 0))
+                column += k * k
+            else:
+                self.layout.append(ModuleLayout(name, d_in, d_out, seed, 0, offset))
+                offset += d_in * d_out
+        self.dim = column if kind == "factored" else k
+        self._out: torch.Tensor | None = None
+        self._mask: torch.Tensor | None = None
+        self._segments: torch.Tensor | None = None
+        self._num: int = 0
+
+    @property
+    def blocks(self) -> list[int]:
+        """Column boundaries of the per-module blocks ([0, k] for the single global block of ``outer``)."""
+        if self.kind == "outer":
+            return [0, self.k]
+        return [m.column for m in self.layout] + [self.dim]
+
+    def describe(self) -> dict[str, object]:
+        """What determines the features (stored with them)."""
+        return {"kind": self.kind, "k": self.k, "seed": self.seed, "dim": self.dim,
+                "modules": [[m.name, m.d_in, m.d_out] for m in self.layout]}
+
+    def start(self, token_mask: torch.Tensor, segments: torch.Tensor | None, num_segments: int, dtype: torch.dtype) -> None:
+        """Begin a batch: ``token_mask`` [R, T], rows summed into ``num_segments`` outputs by ``segments`` [R]."""
+        self._mask = token_mask
+        self._segments = segments
+        self._num = num_segments
+        out_dtype = torch.float64 if dtype == torch.float64 else torch.float32
+        self._out = torch.zeros(num_segments, self.dim, dtype=out_dtype)
+
+    def sink(self, index: int, a: torch.Tensor, g: torch.Tensor) -> None:
+        """Capture callback: project module ``index``'s (a [R,T,d_in], g [R,T,d_out]) into the batch features."""
+        assert self._out is not None and self._mask is not None, "Projector.sink called outside start/finish"
+        m = self.layout[index]
+        a = a * self._mask[..., None].to(a.dtype)  # [R, T, d_in], pads -> 0
+        a, g = a.contiguous(), g.contiguous()
+        if self.kind == "factored":
+            feats = kernels.project_factored(a, g, self.k, self.k, m.seed, self._segments, self._num)
+            self._out[:, m.column : m.column + self.k * self.k] += feats
+        else:
+            self._out += kernels.project_outer(a, g, self.k, m.seed, m.feature_offset, self._segments, self._num)
+
+    def finish(self) -> torch.Tensor:
+        """The batch's features [num_segments, dim]."""
+        assert self._out is not None, "Projector.finish called before start"
+        out, self._out, self._mask, self._segments = self._out, None, None, None
+        return out
