@@ -39,8 +39,10 @@ app = typer.Typer(
 
 # Sub-commands: one import and one registration line each.
 from trustattr.cli import bench  # noqa: E402
+from trustattr.cli import score  # noqa: E402
 
 app.add_typer(bench.app, name="bench")
+app.command("score")(score.score)
 
 
 def main() -> None:
