@@ -4,8 +4,10 @@
 
 #include <ATen/ATen.h>
 
+#include <optional>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include "sketch_rng.h"
 
@@ -64,6 +66,62 @@ inline SketchKind check_sketch(c10::string_view kind, int64_t d, int64_t k, int6
   if (sk == SketchKind::kSjlt)
     TA_CHECK_ARG(nnz <= k, op, "nnz", "must be <= k (", k, ") for kind 'sjlt', got ", nnz);
   return sk;
+}
+
+inline void check_same_dtype(const at::Tensor& a, const at::Tensor& b, const char* op,
+                             const char* arg_a, const char* arg_b) {
+  TORCH_CHECK_TYPE(a.scalar_type() == b.scalar_type(), op, ": arguments '", arg_a, "' and '", arg_b,
+                   "' must have the same dtype, got ", a.scalar_type(), " and ", b.scalar_type());
+}
+
+// Size `dim_a` of a must equal size `dim_b` of b; `what` names the dimension.
+inline void check_same_size(const at::Tensor& a, int64_t dim_a, const at::Tensor& b, int64_t dim_b,
+                            const char* op, const char* arg_a, const char* arg_b, const char* what) {
+  TA_CHECK_ARG(a.size(dim_a) == b.size(dim_b), op, arg_b, "must have the same ", what, " as '",
+               arg_a, "' (", a.size(dim_a), "), got shape ", shape_str(b), " vs ", shape_str(a));
+}
+
+// Validates optional row->segment ids ([rows] int64, values in [0, num_segments)) and
+// returns the number of output rows: num_segments with segments, `rows` without
+// (num_segments must then be -1, the schema default). Reads the ids (CPU only).
+inline int64_t check_segments(const std::optional<at::Tensor>& segments, int64_t num_segments,
+                              int64_t rows, const at::Tensor& like, const char* like_arg,
+                              const char* op) {
+  if (!segments.has_value()) {
+    TA_CHECK_ARG(num_segments == -1, op, "num_segments",
+                 "must be None when 'segments' is None, got ", num_segments);
+    return rows;
+  }
+  const at::Tensor& s = *segments;
+  check_same_device(like, s, op, like_arg, "segments");
+  TORCH_CHECK_TYPE(s.scalar_type() == at::kLong, op,
+                   ": argument 'segments' must be an int64 tensor, got ", s.scalar_type());
+  TA_CHECK_ARG(s.dim() == 1 && s.size(0) == rows, op, "segments", "must have shape [", rows,
+               "] (one id per row), got shape ", shape_str(s));
+  TA_CHECK_ARG(num_segments >= 1, op, "num_segments", "must be >= 1 when 'segments' is given, got ",
+               num_segments);
+  if (rows > 0 && s.device().is_cpu()) {
+    const at::Tensor c = s.contiguous();
+    const int64_t* ids = c.data_ptr<int64_t>();
+    for (int64_t r = 0; r < rows; ++r)
+      TA_CHECK_ARG(ids[r] >= 0 && ids[r] < num_segments, op, "segments",
+                   "values must lie in [0, num_segments) = [0, ", num_segments, "), got ", ids[r],
+                   " at row ", r);
+  }
+  return num_segments;
+}
+
+// Column boundaries of DataInf's per-layer blocks: [0, b1, ..., k], strictly
+// increasing. None means one block [0, k].
+inline std::vector<int64_t> check_blocks(at::OptionalIntArrayRef blocks, int64_t k, const char* op) {
+  if (!blocks.has_value()) return {0, k};
+  const std::vector<int64_t> b(blocks->begin(), blocks->end());
+  TA_CHECK_ARG(b.size() >= 2 && b.front() == 0 && b.back() == k, op, "blocks",
+               "must be column boundaries [0, ..., k] starting at 0 and ending at k = ", k, ", got ",
+               *blocks);
+  for (size_t i = 1; i < b.size(); ++i)
+    TA_CHECK_ARG(b[i] > b[i - 1], op, "blocks", "must be strictly increasing, got ", *blocks);
+  return b;
 }
 
 // Output dtype of every sketch: float64 for float64 input, float32 otherwise.

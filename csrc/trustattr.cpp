@@ -52,6 +52,18 @@ TORCH_LIBRARY(trustattr, m) {
         "int nnz=1) -> Tensor");
   m.def("random_matrix(int D, int k, int seed, str kind=\"rademacher\", int feature_offset=0, "
         "int nnz=1, ScalarType? dtype=None, Device? device=None) -> Tensor");
+  // Sketches of a linear layer's per-sample gradients G_n = sum_t g[n,t] a[n,t]^T, never
+  // forming G_n, and scoring of train features against queries (issue 5); see
+  // csrc/cpu/grad_sketch_impl.h and csrc/cpu/score_impl.h.
+  m.def("project_factored(Tensor a, Tensor g, int k_in, int k_out, int seed, Tensor? segments=None, "
+        "int num_segments=-1) -> Tensor");
+  m.def("project_outer(Tensor a, Tensor g, int k, int seed, int feature_offset=0, "
+        "Tensor? segments=None, int num_segments=-1) -> Tensor");
+  m.def("segment_sum(Tensor x, Tensor segments, int num_segments) -> Tensor");
+  m.def("score(Tensor train, Tensor query, bool normalize=False) -> Tensor");
+  m.def("topk_score(Tensor train, Tensor query, int topk, bool normalize=False, bool largest=True) "
+        "-> (Tensor values, Tensor indices)");
+  m.def("datainf_scores(Tensor train, Tensor query, float? damping=None, int[]? blocks=None) -> Tensor");
   // Introspection.
   m.def("cpu_isa() -> str", &cpu_isa);
   m.def("has_cuda_kernels() -> bool", &has_cuda_kernels);

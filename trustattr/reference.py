@@ -19,12 +19,20 @@ import torch
 
 __all__ = [
     "KINDS",
+    "datainf_scores",
+    "datainf_scores_bruteforce",
+    "derive_seed",
     "gaussian_table",
     "project",
+    "project_factored",
+    "project_outer",
     "project_t",
     "random_matrix",
     "row_keys",
+    "score",
     "seed_key",
+    "segment_sum",
+    "topk_score",
 ]
 
 KINDS = ("rademacher", "gaussian", "sjlt")
@@ -211,3 +219,238 @@ def project_t(
         R = random_matrix(stop - start, k, seed, kind, feature_offset + start, nnz, dtype, y.device)
         pieces.append(y.to(dtype) @ R.T)
     return torch.cat(pieces, dim=1)
+
+
+# --------------------------------------------------------------------------------------------
+# Issue 5: gradient sketches of linear layers and scoring. Every oracle computes in float64 and
+# returns float64 for float64 inputs, float32 otherwise, like the compiled ops.
+
+_FLOATS = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
+
+
+def derive_seed(seed: int, index: int) -> int:
+    """Seed of the ``index``-th independent sketch derived from ``seed``.
+
+    ``int64(mix64(uint64(seed) ^ (uint64(index) * GOLDEN)))`` with mix64 the SplitMix64 finalizer
+    of :func:`seed_key`; ``project_factored`` uses index 0 for R_in and 1 for R_out.
+    """
+    return _signed(_mix64_int((seed & _MASK64) ^ ((index * _GOLDEN) & _MASK64)))
+
+
+def _check_factors(a: torch.Tensor, g: torch.Tensor, op: str) -> None:
+    for name, t, layout in (("a", a, "[N, T, d_in]"), ("g", g, "[N, T, d_out]")):
+        if t.dim() != 3:
+            raise ValueError(f"{op}: argument '{name}' must be a 3-D tensor {layout}, got a {t.dim()}-D tensor "
+                             f"of shape {list(t.shape)}")
+    if a.device != g.device:
+        raise ValueError(f"{op}: arguments 'a' and 'g' must be on the same device, got {a.device} and {g.device}")
+    for name, t in (("a", a), ("g", g)):
+        if t.dtype not in _FLOATS:
+            raise TypeError(f"{op}: argument '{name}' must be float32, float64, bfloat16 or float16, got {t.dtype}")
+    if a.dtype != g.dtype:
+        raise TypeError(f"{op}: arguments 'a' and 'g' must have the same dtype, got {a.dtype} and {g.dtype}")
+    if a.shape[:2] != g.shape[:2]:
+        raise ValueError(f"{op}: argument 'g' must have the same N and T as 'a', got shape {list(g.shape)} "
+                         f"vs {list(a.shape)}")
+    if a.shape[2] < 1 or g.shape[2] < 1:
+        raise ValueError(f"{op}: arguments 'a' and 'g' must have >= 1 features, got {list(a.shape)}, {list(g.shape)}")
+
+
+def _rows_out(segments: torch.Tensor | None, num_segments: int, rows: int, op: str) -> int:
+    if segments is None:
+        if num_segments != -1:
+            raise ValueError(f"{op}: argument 'num_segments' must be None when 'segments' is None, got {num_segments}")
+        return rows
+    if segments.dtype != torch.int64:
+        raise TypeError(f"{op}: argument 'segments' must be an int64 tensor, got {segments.dtype}")
+    if segments.shape != (rows,):
+        raise ValueError(f"{op}: argument 'segments' must have shape [{rows}] (one id per row), "
+                         f"got shape {list(segments.shape)}")
+    if num_segments < 1:
+        raise ValueError(f"{op}: argument 'num_segments' must be >= 1 when 'segments' is given, got {num_segments}")
+    bad = (segments < 0) | (segments >= num_segments)
+    if bool(bad.any()):
+        r = int(bad.nonzero()[0, 0])
+        raise ValueError(f"{op}: argument 'segments' values must lie in [0, num_segments) = [0, {num_segments}), "
+                         f"got {int(segments[r])} at row {r}")
+    return num_segments
+
+
+def _sum_segments(x: torch.Tensor, segments: torch.Tensor | None, rows_out: int) -> torch.Tensor:
+    if segments is None:
+        return x
+    return torch.zeros(rows_out, x.shape[1], dtype=x.dtype, device=x.device).index_add_(0, segments, x)
+
+
+def segment_sum(x: torch.Tensor, segments: torch.Tensor, num_segments: int) -> torch.Tensor:
+    """out[s] = sum of the rows r of x [R, k] with segments[r] == s -> [num_segments, k]."""
+    _check_input(x, "segment_sum", "x", "[R, k]")
+    if x.shape[1] < 1:
+        raise ValueError(f"segment_sum: argument 'x' must have k >= 1 columns, got shape {list(x.shape)}")
+    if num_segments < 1:
+        raise ValueError(f"segment_sum: argument 'num_segments' must be >= 1, got {num_segments}")
+    _rows_out(segments, num_segments, x.shape[0], "segment_sum")
+    return _sum_segments(x.double(), segments, num_segments).to(_out_dtype(x.dtype))
+
+
+def project_factored(a: torch.Tensor, g: torch.Tensor, k_in: int, k_out: int, seed: int,
+                     segments: torch.Tensor | None = None, num_segments: int = -1) -> torch.Tensor:
+    """out[n, o*k_in + i] = sum_t (R_out^T g[n,t])[o] (R_in^T a[n,t])[i]  -> [N or S, k_out*k_in].
+
+    R_in = random_matrix(d_in, k_in, derive_seed(seed, 0)), R_out = random_matrix(d_out, k_out,
+    derive_seed(seed, 1)), both rademacher; equal to R_out^T G_n R_in flattened row-major.
+    """
+    _check_factors(a, g, "project_factored")
+    for name, value in (("k_in", k_in), ("k_out", k_out)):
+        if value < 1:
+            raise ValueError(f"project_factored: argument '{name}' must be >= 1, got {value}")
+    rows = _rows_out(segments, num_segments, a.shape[0], "project_factored")
+    r_in = random_matrix(a.shape[2], k_in, derive_seed(seed, 0), dtype=torch.float64, device=a.device)
+    r_out = random_matrix(g.shape[2], k_out, derive_seed(seed, 1), dtype=torch.float64, device=a.device)
+    pa, pg = a.double() @ r_in, g.double() @ r_out  # [N, T, k_in], [N, T, k_out]
+    out = torch.einsum("nto,nti->noi", pg, pa).reshape(a.shape[0], k_out * k_in)
+    return _sum_segments(out, segments, rows).to(_out_dtype(a.dtype))
+
+
+def project_outer(a: torch.Tensor, g: torch.Tensor, k: int, seed: int, feature_offset: int = 0,
+                  segments: torch.Tensor | None = None, num_segments: int = -1) -> torch.Tensor:
+    """project(G.flatten(1), k, seed, feature_offset=...) with G[n] = sum_t g[n,t] a[n,t]^T [d_out, d_in].
+
+    G is formed a block of rows at a time (so the fallback's memory stays bounded), in float64.
+    """
+    _check_factors(a, g, "project_outer")
+    _check("rademacher", 1, k, feature_offset, 1, "project_outer")
+    rows = _rows_out(segments, num_segments, a.shape[0], "project_outer")
+    d_in, d_out = a.shape[2], g.shape[2]
+    step = max(1, _FEATURE_CHUNK // d_in)
+    out = torch.zeros(a.shape[0], k, dtype=torch.float64, device=a.device)
+    for o0 in range(0, d_out, step):
+        o1 = min(d_out, o0 + step)
+        block = torch.einsum("nto,nti->noi", g[..., o0:o1].double(), a.double()).reshape(a.shape[0], -1)
+        out += block @ random_matrix((o1 - o0) * d_in, k, seed, "rademacher", feature_offset + o0 * d_in,
+                                     dtype=torch.float64, device=a.device)
+    return _sum_segments(out, segments, rows).to(_out_dtype(a.dtype))
+
+
+def _check_scoring(train: torch.Tensor, query: torch.Tensor, op: str, query_layout: str = "[M, k]") -> None:
+    _check_input(train, op, "train", "[N, k]")
+    want = 1 if query_layout == "[k]" else 2
+    if query.dim() != want:
+        raise ValueError(f"{op}: argument 'query' must be a {want}-D tensor {query_layout}, got a {query.dim()}-D "
+                         f"tensor of shape {list(query.shape)}")
+    if train.device != query.device:
+        raise ValueError(f"{op}: arguments 'train' and 'query' must be on the same device, got {train.device} "
+                         f"and {query.device}")
+    if query.dtype not in _FLOATS:
+        raise TypeError(f"{op}: argument 'query' must be float32, float64, bfloat16 or float16, got {query.dtype}")
+    if train.shape[1] < 1:
+        raise ValueError(f"{op}: argument 'train' must have k >= 1 columns, got shape {list(train.shape)}")
+    if query.shape[-1] != train.shape[1]:
+        raise ValueError(f"{op}: argument 'query' must have the same number of columns k as 'train' "
+                         f"({train.shape[1]}), got shape {list(query.shape)} vs {list(train.shape)}")
+
+
+def _score_dtype(train: torch.Tensor, query: torch.Tensor) -> torch.dtype:
+    return torch.float64 if torch.float64 in (train.dtype, query.dtype) else torch.float32
+
+
+def _cosine(dots: torch.Tensor, train_sq: torch.Tensor, query_sq: torch.Tensor) -> torch.Tensor:
+    """dots [n, M] / (sqrt(train_sq) [n, 1] sqrt(query_sq) [1, M]); 0 where either norm is 0."""
+    denom = train_sq.sqrt()[:, None] * query_sq.sqrt()[None, :]
+    return torch.where(denom == 0, torch.zeros_like(dots), dots / torch.where(denom == 0, 1.0, denom))
+
+
+def _scores64(train: torch.Tensor, query: torch.Tensor, normalize: bool) -> torch.Tensor:
+    """float64 [N, M] scores, reading train a block of rows at a time (memory-mapped files stay mapped)."""
+    q = query.double()
+    q_sq = (q * q).sum(1)
+    blocks = []
+    for start in range(0, train.shape[0], 1 << 16):
+        t = train[start:start + (1 << 16)].double()
+        dots = t @ q.T
+        blocks.append(_cosine(dots, (t * t).sum(1), q_sq) if normalize else dots)
+    return torch.cat(blocks) if blocks else torch.zeros(0, query.shape[0], dtype=torch.float64)
+
+
+def score(train: torch.Tensor, query: torch.Tensor, normalize: bool = False) -> torch.Tensor:
+    """train [N, k] @ query [M, k]^T -> [N, M]; cosine similarity (0 for zero rows) when ``normalize``."""
+    _check_scoring(train, query, "score")
+    return _scores64(train, query, normalize).to(_score_dtype(train, query))
+
+
+def topk_score(train: torch.Tensor, query: torch.Tensor, topk: int, normalize: bool = False,
+               largest: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per query, the ``topk`` best train rows: (values [M, topk], indices [M, topk]), best first.
+
+    Order: larger score first (smaller if not ``largest``), NaN above every number (as torch.sort),
+    ties broken by the smaller row index.
+    """
+    _check_scoring(train, query, "topk_score")
+    if topk < 1:
+        raise ValueError(f"topk_score: argument 'topk' must be >= 1, got {topk}")
+    if topk > train.shape[0]:
+        raise ValueError(f"topk_score: argument 'topk' must be <= N, the number of train rows ({train.shape[0]}), "
+                         f"got {topk}")
+    scores = _scores64(train, query, normalize).to(_score_dtype(train, query)).T  # [M, N]
+    values, indices = torch.sort(scores, dim=1, descending=largest, stable=True)
+    return values[:, :topk].contiguous(), indices[:, :topk].contiguous()
+
+
+def _datainf_blocks(train: torch.Tensor, query: torch.Tensor, damping: float | None,
+                    blocks: list[int] | None) -> list[tuple[int, int, float]]:
+    """Checked (lo, hi, lambda) of every block; lambda = 0.1 * mean squared entry by default."""
+    op = "datainf_scores"
+    _check_scoring(train, query, op, "[k]")
+    n, k = train.shape
+    if n < 1:
+        raise ValueError(f"{op}: argument 'train' must have N >= 1 rows, got shape {list(train.shape)}")
+    if damping is not None and not (math.isfinite(damping) and damping > 0):
+        raise ValueError(f"{op}: argument 'damping' must be a finite number > 0 (or None for the per-block "
+                         f"default), got {damping}")
+    bounds = [0, k] if blocks is None else list(blocks)
+    if len(bounds) < 2 or bounds[0] != 0 or bounds[-1] != k:
+        raise ValueError(f"{op}: argument 'blocks' must be column boundaries [0, ..., k] starting at 0 and "
+                         f"ending at k = {k}, got {bounds}")
+    if any(b <= a for a, b in zip(bounds, bounds[1:])):
+        raise ValueError(f"{op}: argument 'blocks' must be strictly increasing, got {bounds}")
+    out = []
+    for lo, hi in zip(bounds, bounds[1:]):
+        lam = damping if damping is not None else 0.1 * float(train[:, lo:hi].double().square().mean())
+        out.append((lo, hi, lam))
+    return out
+
+
+def datainf_scores(train: torch.Tensor, query: torch.Tensor, damping: float | None = None,
+                   blocks: list[int] | None = None) -> torch.Tensor:
+    """DataInf influence of every train row on the query (paper.md 4.1) -> [N].
+
+    Per block l (columns [blocks[l], blocks[l+1])): c_il = <v_l, g_il> / (lambda_l + ||g_il||^2),
+    h_l = (1/(n lambda_l)) sum_i (v_l - c_il g_il), score_k = -sum_l <h_l, g_kl>. A block whose
+    lambda is 0 (all gradients 0) contributes 0.
+    """
+    parts = _datainf_blocks(train, query, damping, blocks)
+    g, v, n = train.double(), query.double(), train.shape[0]
+    out = torch.zeros(n, dtype=torch.float64)
+    for lo, hi, lam in parts:
+        if lam == 0:
+            continue
+        gl, vl = g[:, lo:hi], v[lo:hi]
+        coef = (gl @ vl) / (lam + gl.square().sum(1))  # [n]
+        h = (n * vl - coef @ gl) / (n * lam)
+        out -= gl @ h
+    return out.to(_score_dtype(train, query))
+
+
+def datainf_scores_bruteforce(train: torch.Tensor, query: torch.Tensor, damping: float | None = None,
+                              blocks: list[int] | None = None) -> torch.Tensor:
+    """DataInf by definition, float64: h_l = ((1/n) sum_i (g_il g_il^T + lambda_l I)^-1) v_l, inverted
+    explicitly (small k only), score_k = -sum_l <h_l, g_kl>."""
+    parts = _datainf_blocks(train, query, damping, blocks)
+    g, v, n = train.double(), query.double(), train.shape[0]
+    out = torch.zeros(n, dtype=torch.float64)
+    for lo, hi, lam in parts:
+        gl = g[:, lo:hi]
+        eye = torch.eye(hi - lo, dtype=torch.float64)
+        inverse = torch.stack([torch.linalg.inv(gi[:, None] * gi[None, :] + lam * eye) for gi in gl]).mean(0)
+        out -= gl @ (inverse @ v[lo:hi])
+    return out

@@ -1,0 +1,432 @@
+// CPU kernels of score, topk_score and datainf_scores: streaming passes over
+// the rows of a train feature matrix [N, k] (possibly a memory-mapped file)
+// against a few query rows. Included after sketch_cpu_impl.h by the
+// attr_isa_*.cpp files only, once per instruction set.
+//
+// Dot products. <x, q> of a train row and a query row is ONE fixed sequence:
+// acc (a SIMD vector of L lanes, L = 16 float / 8 double) += x[j:j+L] * q[j:j+L]
+// for j = 0, L, 2L, ... (the last partial vector zero-padded), then the lanes
+// are summed by a fixed halving tree (lane i += lane i + w for w = L/2 .. 1).
+// The register-blocked tile (2 rows x up to 8 queries: 16 independent
+// accumulators, 2 + 8 loads per 16 FMAs) computes every dot in exactly that
+// sequence, so a score never depends on N, M, the blocking, the thread count,
+// or which op computed it (score, topk_score and datainf_scores agree bit for
+// bit). Norms (normalize=True) are <x, x> by the same sequence; cosine =
+// dot / (sqrt(<x,x>) sqrt(<q,q>)) evaluated in double, 0 when either norm is 0.
+// Rows that are not float/double (bf16, fp16 files) are converted 64 rows at a
+// time into a per-thread buffer; float rows are read in place.
+//
+// score: row blocks of 64 rows in parallel; out[n, m] written directly.
+//
+// topk_score: rows split into blocks of 256; each thread streams a contiguous
+// range of blocks (the file is read once, sequentially), scores a block into a
+// [256, M] buffer, and offers each score to its per-query heap of size topk
+// (root = worst kept candidate; a score enters only if better than the root).
+// "Better" is a strict total order: larger value (smaller if largest=false),
+// ties broken by the smaller row index, NaN ranked above every number (as in
+// torch.topk/torch.sort). Heaps of all threads are merged and sorted best
+// first at the end, so the result is the exact top-k under that order,
+// whatever the thread count. Extra memory: O(threads * (M * topk + 256 * (M + k))).
+//
+// datainf_scores (paper.md 4.1), rows in fixed chunks of C = max(4096, ceil(N / 256))
+// rows (a function of N only; per-chunk partial sums are reduced in chunk order):
+//   pass 0 (only when damping is None): S_l = sum_i ||g_il||^2;
+//          lambda_l = 0.1 * S_l / (N * |block l|).
+//   pass 1: per row i and block l: s = ||g_il||^2, d = <v_l, g_il>,
+//          c = d / (lambda_l + s) (double); w_l += c * g_il.
+//          h_l = (N v_l - w_l) / (N lambda_l)   (h_l = 0 for an all-zero block)
+//   pass 2: score_i = -<h, g_i>  (one dot per row over all k columns).
+#pragma once
+
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+#include "grad_sketch_impl.h"  // Buffer, imin, imax
+
+#ifndef TA_ISA_NS
+#error "define TA_ISA_NS before including score_impl.h"
+#endif
+
+namespace trustattr::cpu::TA_ISA_NS {
+namespace {
+
+constexpr int64_t kScoreRows = 64;   // rows per score block (converted together)
+constexpr int64_t kTopkRows = 256;   // rows per topk block
+constexpr int kQueryGroup = 8;       // queries per register tile
+
+template <typename T>
+inline T hsum(typename VecOf<T>::type v) {
+  constexpr int L = VecOf<T>::lanes;
+  T b[L];
+  memcpy(b, &v, sizeof(v));
+  for (int w = L / 2; w >= 1; w /= 2)
+    for (int i = 0; i < w; ++i) b[i] += b[i + w];
+  return b[0];
+}
+
+// The partial last vector of x[j0, j0 + count), zero-padded.
+template <typename T>
+inline typename VecOf<T>::type load_partial(const T* x, int64_t count) {
+  typename VecOf<T>::type v{};
+  memcpy(&v, x, sizeof(T) * count);
+  return v;
+}
+
+// out[r * ldo + q] = <rows[r], query[q]> over k columns; query rows have
+// stride ldq and are zero-padded to a multiple of L.
+template <typename T, int RW, int MQ>
+void dot_tile(int64_t k, const T* const* rows, const T* query, int64_t ldq, T* out, int64_t ldo) {
+  using V = typename VecOf<T>::type;
+  constexpr int L = VecOf<T>::lanes;
+  V acc[RW][MQ];
+  for (int r = 0; r < RW; ++r)
+    for (int q = 0; q < MQ; ++q) acc[r][q] = V{};
+  const int64_t full = k / L * L;
+  for (int64_t j = 0; j < full; j += L) {
+    V x[RW];
+    for (int r = 0; r < RW; ++r) memcpy(&x[r], rows[r] + j, sizeof(V));
+    for (int q = 0; q < MQ; ++q) {
+      V y;
+      memcpy(&y, query + q * ldq + j, sizeof(V));
+      for (int r = 0; r < RW; ++r) acc[r][q] += x[r] * y;
+    }
+  }
+  if (full < k) {
+    V x[RW];
+    for (int r = 0; r < RW; ++r) x[r] = load_partial<T>(rows[r] + full, k - full);
+    for (int q = 0; q < MQ; ++q) {
+      V y;
+      memcpy(&y, query + q * ldq + full, sizeof(V));
+      for (int r = 0; r < RW; ++r) acc[r][q] += x[r] * y;
+    }
+  }
+  for (int r = 0; r < RW; ++r)
+    for (int q = 0; q < MQ; ++q) out[r * ldo + q] = hsum<T>(acc[r][q]);
+}
+
+template <typename T, int RW>
+void dot_tile_queries(int mq, int64_t k, const T* const* rows, const T* query, int64_t ldq, T* out,
+                      int64_t ldo) {
+  switch (mq) {
+    case 1: return dot_tile<T, RW, 1>(k, rows, query, ldq, out, ldo);
+    case 2: return dot_tile<T, RW, 2>(k, rows, query, ldq, out, ldo);
+    case 3: return dot_tile<T, RW, 3>(k, rows, query, ldq, out, ldo);
+    case 4: return dot_tile<T, RW, 4>(k, rows, query, ldq, out, ldo);
+    case 5: return dot_tile<T, RW, 5>(k, rows, query, ldq, out, ldo);
+    case 6: return dot_tile<T, RW, 6>(k, rows, query, ldq, out, ldo);
+    case 7: return dot_tile<T, RW, 7>(k, rows, query, ldq, out, ldo);
+    default: return dot_tile<T, RW, 8>(k, rows, query, ldq, out, ldo);
+  }
+}
+
+// <x[lo, hi), y[lo, hi)> and <x[lo, hi), x[lo, hi)> by the dot sequence above.
+template <typename T>
+inline T span_dot(const T* x, const T* y, int64_t lo, int64_t hi) {
+  using V = typename VecOf<T>::type;
+  constexpr int L = VecOf<T>::lanes;
+  V acc{};
+  int64_t j = lo;
+  for (; j + L <= hi; j += L) {
+    V a, b;
+    memcpy(&a, x + j, sizeof(V));
+    memcpy(&b, y + j, sizeof(V));
+    acc += a * b;
+  }
+  if (j < hi) acc += load_partial<T>(x + j, hi - j) * load_partial<T>(y + j, hi - j);
+  return hsum<T>(acc);
+}
+
+// Train rows [r0, r0 + rows) as row pointers in the compute type: in place for
+// float/double rows, else converted into `stage` (row stride k).
+template <Elem E, typename T>
+void row_pointers(const ScoreArgs& a, int64_t r0, int64_t rows, T* stage, const T** ptrs) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t base = (r0 + r) * a.train_stride;
+    if constexpr ((E == Elem::kF32 && sizeof(T) == 4) || (E == Elem::kF64 && sizeof(T) == 8)) {
+      ptrs[r] = static_cast<const T*>(a.train) + base;
+    } else {
+      T* dst = stage + r * a.k;
+      for (int64_t j = 0; j < a.k; ++j) dst[j] = load_elem<E, T>(a.train, base + j);
+      ptrs[r] = dst;
+    }
+  }
+}
+
+inline double cosine(double dot, double xx, double qq) {
+  return (xx == 0.0 || qq == 0.0) ? 0.0 : dot / (sqrt(xx) * sqrt(qq));
+}
+
+// out[r * ldo + q] = score of row r against query q, q < m (query_norms: <q, q>).
+template <typename T>
+void score_rows(const ScoreArgs& a, const T* const* rows, int64_t nrows, const T* query_norms, T* out,
+                int64_t ldo) {
+  const T* query = static_cast<const T*>(a.query);
+  for (int64_t q0 = 0; q0 < a.m; q0 += kQueryGroup) {
+    const int mq = static_cast<int>(a.m - q0 < kQueryGroup ? a.m - q0 : kQueryGroup);
+    const T* qp = query + q0 * a.query_stride;
+    int64_t r = 0;
+    for (; r + 2 <= nrows; r += 2)
+      dot_tile_queries<T, 2>(mq, a.k, rows + r, qp, a.query_stride, out + r * ldo + q0, ldo);
+    if (r < nrows) dot_tile_queries<T, 1>(mq, a.k, rows + r, qp, a.query_stride, out + r * ldo + q0, ldo);
+  }
+  if (!a.normalize) return;
+  for (int64_t r = 0; r < nrows; ++r) {
+    const double xx = span_dot<T>(rows[r], rows[r], 0, a.k);
+    for (int64_t q = 0; q < a.m; ++q)
+      out[r * ldo + q] = static_cast<T>(cosine(out[r * ldo + q], xx, query_norms[q]));
+  }
+}
+
+template <typename T>
+void query_norms(const ScoreArgs& a, Buffer<T>& norms) {
+  const T* query = static_cast<const T*>(a.query);
+  if (a.normalize)
+    for (int64_t q = 0; q < a.m; ++q)
+      norms[q] = span_dot<T>(query + q * a.query_stride, query + q * a.query_stride, 0, a.k);
+}
+
+template <typename T>
+bool stages(Elem e) {
+  return !((e == Elem::kF32 && sizeof(T) == 4) || (e == Elem::kF64 && sizeof(T) == 8));
+}
+
+// ------------------------------------------------------------------- score
+
+template <Elem E, typename T>
+void score_typed(const ScoreArgs& a, T* out) {
+  Buffer<T> norms(a.m, T(0));
+  query_norms<T>(a, norms);
+  const int64_t blocks = ceil_div(a.n, kScoreRows);
+#pragma omp parallel num_threads(a.num_threads)
+  {
+    T* stage = stages<T>(E) ? scratch<T>(kScoreRows * a.k) : nullptr;
+    const T* ptrs[kScoreRows];
+#pragma omp for schedule(dynamic, 4)
+    for (int64_t b = 0; b < blocks; ++b) {
+      const int64_t r0 = b * kScoreRows, rows = a.n - r0 < kScoreRows ? a.n - r0 : kScoreRows;
+      row_pointers<E, T>(a, r0, rows, stage, ptrs);
+      score_rows<T>(a, ptrs, rows, norms.data, out + r0 * a.m, a.m);
+    }
+    free(stage);
+  }
+}
+
+// -------------------------------------------------------------- topk_score
+
+template <typename T>
+struct Candidate {
+  T value;
+  int64_t index;
+};
+
+// a ranks before b: larger (or smaller) value, NaN above every number, then smaller index.
+template <typename T>
+struct Better {
+  bool largest;
+  bool operator()(const Candidate<T>& a, const Candidate<T>& b) const {
+    const bool an = a.value != a.value, bn = b.value != b.value;  // NaN
+    if (an || bn) {
+      if (an && bn) return a.index < b.index;
+      return largest ? an : bn;
+    }
+    if (a.value != b.value) return largest ? a.value > b.value : a.value < b.value;
+    return a.index < b.index;
+  }
+};
+
+// A bounded heap whose front is the worst kept candidate.
+template <typename T>
+void offer(std::vector<Candidate<T>>& heap, int64_t topk, const Candidate<T>& c, const Better<T>& better) {
+  if (static_cast<int64_t>(heap.size()) < topk) {
+    heap.push_back(c);
+    std::push_heap(heap.begin(), heap.end(), better);
+  } else if (better(c, heap.front())) {
+    std::pop_heap(heap.begin(), heap.end(), better);
+    heap.back() = c;
+    std::push_heap(heap.begin(), heap.end(), better);
+  }
+}
+
+template <Elem E, typename T>
+void topk_typed(const TopkArgs& t) {
+  const ScoreArgs& a = t.s;
+  Buffer<T> norms(a.m, T(0));
+  query_norms<T>(a, norms);
+  const Better<T> better{t.largest};
+  const int64_t blocks = ceil_div(a.n, kTopkRows);
+  const int nt = a.num_threads;
+  std::vector<std::vector<Candidate<T>>> kept(static_cast<size_t>(nt) * a.m);
+#pragma omp parallel num_threads(nt)
+  {
+    const int tid = omp_get_thread_num();
+    T* stage = stages<T>(E) ? scratch<T>(kTopkRows * a.k) : nullptr;
+    T* scores = scratch<T>(kTopkRows * a.m);
+    const T** ptrs = static_cast<const T**>(malloc(sizeof(T*) * kTopkRows));
+    std::vector<Candidate<T>>* heaps = &kept[static_cast<size_t>(tid) * a.m];
+#pragma omp for schedule(static)
+    for (int64_t b = 0; b < blocks; ++b) {
+      const int64_t r0 = b * kTopkRows, rows = a.n - r0 < kTopkRows ? a.n - r0 : kTopkRows;
+      row_pointers<E, T>(a, r0, rows, stage, ptrs);
+      score_rows<T>(a, ptrs, rows, norms.data, scores, a.m);
+      for (int64_t q = 0; q < a.m; ++q) {
+        std::vector<Candidate<T>>& heap = heaps[q];
+        for (int64_t r = 0; r < rows; ++r) offer<T>(heap, t.topk, {scores[r * a.m + q], r0 + r}, better);
+      }
+    }
+    free(stage);
+    free(scores);
+    free(ptrs);
+  }
+  T* values = static_cast<T*>(t.values);
+  for (int64_t q = 0; q < a.m; ++q) {
+    std::vector<Candidate<T>> all;
+    for (int th = 0; th < nt; ++th) {
+      const auto& h = kept[static_cast<size_t>(th) * a.m + q];
+      all.insert(all.end(), h.begin(), h.end());
+    }
+    std::partial_sort(all.begin(), all.begin() + t.topk, all.end(), better);
+    for (int64_t i = 0; i < t.topk; ++i) {
+      values[q * t.topk + i] = all[i].value;
+      t.indices[q * t.topk + i] = all[i].index;
+    }
+  }
+}
+
+// ---------------------------------------------------------- datainf_scores
+
+template <Elem E, typename T>
+void datainf_typed(const DatainfArgs& di) {
+  const ScoreArgs& a = di.s;
+  const int64_t n = a.n, k = a.k, L = di.num_blocks;
+  const int64_t* bounds = di.blocks;
+  const int64_t chunk = imax(4096, ceil_div(n, 256));
+  const int64_t chunks = ceil_div(n, chunk);
+  const int nt = a.num_threads;
+  const T* v = static_cast<const T*>(a.query);
+  const bool stage_rows_needed = stages<T>(E);
+
+  // Runs body(i, row) for every row of chunk c (rows converted to T when needed).
+  auto for_rows = [&](int64_t c, T* stage, auto&& body) {
+    const T* ptrs[kScoreRows];
+    const int64_t end = imin(n, (c + 1) * chunk);
+    for (int64_t r0 = c * chunk; r0 < end; r0 += kScoreRows) {
+      const int64_t rows = imin(kScoreRows, end - r0);
+      row_pointers<E, T>(a, r0, rows, stage, ptrs);
+      for (int64_t r = 0; r < rows; ++r) body(r0 + r, ptrs[r]);
+    }
+  };
+
+  Buffer<double> lambda(L, di.damping);
+  if (di.damping < 0) {  // pass 0: lambda_l = 0.1 * mean over rows of the block's mean square
+    Buffer<double> partial(chunks * L, 0.0);
+#pragma omp parallel num_threads(nt)
+    {
+      T* stage = stage_rows_needed ? scratch<T>(kScoreRows * k) : nullptr;
+#pragma omp for schedule(dynamic, 1)
+      for (int64_t c = 0; c < chunks; ++c)
+        for_rows(c, stage, [&](int64_t, const T* row) {
+          for (int64_t l = 0; l < L; ++l)
+            partial[c * L + l] += span_dot<T>(row, row, bounds[l], bounds[l + 1]);
+        });
+      free(stage);
+    }
+    for (int64_t l = 0; l < L; ++l) {
+      double sum = 0.0;
+      for (int64_t c = 0; c < chunks; ++c) sum += partial[c * L + l];
+      lambda[l] = 0.1 * sum / (static_cast<double>(n) * static_cast<double>(bounds[l + 1] - bounds[l]));
+    }
+  }
+
+  // pass 1: w_l = sum_i c_il g_il, per chunk, then reduced in chunk order.
+  Buffer<T> w_partial(chunks * k, T(0));
+#pragma omp parallel num_threads(nt)
+  {
+    T* stage = stage_rows_needed ? scratch<T>(kScoreRows * k) : nullptr;
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t c = 0; c < chunks; ++c) {
+      T* w = w_partial.data + c * k;
+      for_rows(c, stage, [&](int64_t, const T* row) {
+        for (int64_t l = 0; l < L; ++l) {
+          if (lambda[l] == 0.0) continue;
+          const int64_t lo = bounds[l], hi = bounds[l + 1];
+          const double s = span_dot<T>(row, row, lo, hi), d = span_dot<T>(row, v, lo, hi);
+          const T coef = static_cast<T>(d / (lambda[l] + s));
+          for (int64_t j = lo; j < hi; ++j) w[j] += coef * row[j];
+        }
+      });
+    }
+    free(stage);
+  }
+  const int64_t k_pad = ceil_div(k, VecOf<T>::lanes) * VecOf<T>::lanes;
+  Buffer<T> h(k_pad, T(0));
+  for (int64_t l = 0; l < L; ++l) {
+    if (lambda[l] == 0.0) continue;  // every g_il is 0: the block adds nothing to any score
+    for (int64_t j = bounds[l]; j < bounds[l + 1]; ++j) {
+      double w = 0.0;
+      for (int64_t c = 0; c < chunks; ++c) w += w_partial[c * k + j];
+      h[j] = static_cast<T>((static_cast<double>(n) * v[j] - w) / (static_cast<double>(n) * lambda[l]));
+    }
+  }
+
+  // pass 2: score_i = -<h, g_i>.
+  T* out = static_cast<T*>(di.out);
+  ScoreArgs dot = a;
+  dot.query = h.data;
+  dot.query_stride = k_pad;
+  dot.m = 1;
+  dot.normalize = false;
+  score_typed<E, T>(dot, out);
+  for (int64_t i = 0; i < n; ++i) out[i] = -out[i];
+}
+
+struct ScoreCall {
+  const ScoreArgs* args;
+  void* out;
+};
+template <Elem E, typename T>
+struct ScoreFn {
+  static void run(const ScoreCall& c) { score_typed<E, T>(*c.args, static_cast<T*>(c.out)); }
+};
+template <Elem E, typename T>
+struct TopkFn {
+  static void run(const TopkArgs& a) { topk_typed<E, T>(a); }
+};
+template <Elem E, typename T>
+struct DatainfFn {
+  static void run(const DatainfArgs& a) { datainf_typed<E, T>(a); }
+};
+
+// Score ops compute in float64 when f64 is set, else in float32, whatever the train dtype.
+template <template <Elem, typename> class Fn, typename Args>
+void dispatch_score(Elem e, bool f64, const Args& args) {
+  if (f64) {
+    switch (e) {
+      case Elem::kF32: return Fn<Elem::kF32, double>::run(args);
+      case Elem::kF64: return Fn<Elem::kF64, double>::run(args);
+      case Elem::kBF16: return Fn<Elem::kBF16, double>::run(args);
+      default: return Fn<Elem::kF16, double>::run(args);
+    }
+  }
+  switch (e) {
+    case Elem::kF32: return Fn<Elem::kF32, float>::run(args);
+    case Elem::kF64: return Fn<Elem::kF64, float>::run(args);
+    case Elem::kBF16: return Fn<Elem::kBF16, float>::run(args);
+    default: return Fn<Elem::kF16, float>::run(args);
+  }
+}
+
+}  // namespace
+
+void score(const ScoreArgs& a, void* out) {
+  dispatch_score<ScoreFn>(a.train_elem, a.f64, ScoreCall{&a, out});
+}
+void topk_score(const TopkArgs& a) { dispatch_score<TopkFn>(a.s.train_elem, a.s.f64, a); }
+void datainf(const DatainfArgs& a) { dispatch_score<DatainfFn>(a.s.train_elem, a.s.f64, a); }
+
+}  // namespace trustattr::cpu::TA_ISA_NS
