@@ -138,7 +138,9 @@ def _factors_fake(op, a, g, segments, num_segments):
     torch._check(a.dim() == 3, lambda: f"{op}: argument 'a' must be a 3-D tensor [N, T, d_in], got {a.dim()}-D")
     torch._check(g.dim() == 3, lambda: f"{op}: argument 'g' must be a 3-D tensor [N, T, d_out], got {g.dim()}-D")
     _same_device(op, ("a", "g"), a, g)
-    torch._check(a.shape[:2] == g.shape[:2], lambda: f"{op}: argument 'g' must have the same N and T as 'a'")
+    for dim, what in ((0, "number of rows N"), (1, "number of tokens T")):
+        torch._check(a.shape[dim] == g.shape[dim],
+                     lambda: f"{op}: argument 'g' must have the same {what} as 'a' ({a.shape[dim]})")
     if segments is None:
         return a.shape[0]
     _same_device(op, ("a", "segments"), a, segments)

@@ -249,11 +249,13 @@ def _check_factors(a: torch.Tensor, g: torch.Tensor, op: str) -> None:
             raise TypeError(f"{op}: argument '{name}' must be float32, float64, bfloat16 or float16, got {t.dtype}")
     if a.dtype != g.dtype:
         raise TypeError(f"{op}: arguments 'a' and 'g' must have the same dtype, got {a.dtype} and {g.dtype}")
-    if a.shape[:2] != g.shape[:2]:
-        raise ValueError(f"{op}: argument 'g' must have the same N and T as 'a', got shape {list(g.shape)} "
-                         f"vs {list(a.shape)}")
-    if a.shape[2] < 1 or g.shape[2] < 1:
-        raise ValueError(f"{op}: arguments 'a' and 'g' must have >= 1 features, got {list(a.shape)}, {list(g.shape)}")
+    for dim, what in ((0, "number of rows N"), (1, "number of tokens T")):
+        if a.shape[dim] != g.shape[dim]:
+            raise ValueError(f"{op}: argument 'g' must have the same {what} as 'a' ({a.shape[dim]}), got shape "
+                             f"{list(g.shape)} vs {list(a.shape)}")
+    for name, t, what in (("a", a, "d_in"), ("g", g, "d_out")):
+        if t.shape[2] < 1:
+            raise ValueError(f"{op}: argument '{name}' must have {what} >= 1 features, got shape {list(t.shape)}")
 
 
 def _rows_out(segments: torch.Tensor | None, num_segments: int, rows: int, op: str) -> int:
