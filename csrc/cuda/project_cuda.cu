@@ -1,0 +1,149 @@
+// CUDA launchers of project / project_t, the CUDA random_matrix, and their
+// registration. This is the only CUDA file that sees at::Tensor: it validates
+// the arguments with the CPU launcher's checks (same messages), sets the
+// device, fills a SketchParams and runs the plan of sketch_dispatch.cu on the
+// current stream. Scratch memory for slice partials comes from the caching
+// allocator (stream-ordered, no cudaMalloc per call).
+//
+// Inputs of any strides are read in place (no .contiguous() copy); indices
+// are 64-bit throughout. Outputs are float32 (float64 for float64 input).
+#include <ATen/ATen.h>
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAFunctions.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <torch/library.h>
+
+#include <mutex>
+#include <vector>
+
+#include "../checks.h"
+#include "../gaussian_table.h"
+#include "../sketch_ops.h"
+#include "sketch_cuda.h"
+
+namespace trustattr {
+namespace {
+
+cuda::Elem elem_of(at::ScalarType dt) {
+  switch (dt) {
+    case at::kFloat: return cuda::Elem::kF32;
+    case at::kDouble: return cuda::Elem::kF64;
+    case at::kBFloat16: return cuda::Elem::kBF16;
+    default: return cuda::Elem::kF16;
+  }
+}
+
+// The gaussian quantile table on `device`, copied from the CPU table once per
+// device. The tensors are never freed (a static destructor running after the
+// CUDA runtime shut down would crash at exit).
+const float* gaussian_table_cuda(c10::DeviceIndex index) {
+  static std::mutex mutex;
+  static auto* tables = new std::vector<at::Tensor>();
+  std::lock_guard<std::mutex> lock(mutex);
+  if (tables->size() <= static_cast<size_t>(index)) tables->resize(index + 1);
+  at::Tensor& table = (*tables)[index];
+  if (!table.defined()) {
+    table = gaussian_table_cpu().to(at::Device(at::kCUDA, index));
+    // Other streams may read it next: finish the copy before publishing it.
+    c10::cuda::getCurrentCUDAStream(index).synchronize();
+  }
+  return table.data_ptr<float>();
+}
+
+cuda::DeviceCaps device_caps(c10::DeviceIndex index) {
+  cuda::DeviceCaps caps{};
+  C10_CUDA_CHECK(cudaDeviceGetAttribute(&caps.cc_major, cudaDevAttrComputeCapabilityMajor, index));
+  C10_CUDA_CHECK(cudaDeviceGetAttribute(&caps.smem_optin_bytes,
+                                        cudaDevAttrMaxSharedMemoryPerBlockOptin, index));
+  return caps;
+}
+
+// Shared body of project (x [N, D] -> [N, k]) and project_t (y [N, k] -> [N, D]).
+at::Tensor sketch_cuda(const at::Tensor& x, int64_t d, int64_t k, int64_t seed,
+                       c10::string_view kind, int64_t feature_offset, int64_t nnz, bool transposed) {
+  const char* op = transposed ? "project_t" : "project";
+  const char* arg = transposed ? "y" : "x";
+  check_rank(x, 2, op, arg, transposed ? "[N, k]" : "[N, D]");
+  check_floating(x, op, arg);
+  if (transposed) {
+    TA_CHECK_ARG(x.size(1) == k, op, "y", "must have k columns, got shape ", shape_str(x));
+  } else {
+    TA_CHECK_ARG(x.size(1) >= 1, op, "x", "must have D >= 1 features, got shape ", shape_str(x));
+  }
+  const SketchKind sk = check_sketch(kind, d, k, feature_offset, nnz, op);
+  TA_CHECK_ARG(x.is_cuda(), op, arg, "must be a CUDA tensor, got device ", x.device());
+
+  const c10::cuda::CUDAGuard guard(x.device());
+  const int64_t n = x.size(0);
+  at::Tensor out = at::empty({n, transposed ? d : k},
+                             x.options().dtype(sketch_out_dtype(x.scalar_type())));
+  if (n == 0) return out;
+
+  cuda::SketchParams p{};
+  p.x = x.data_ptr();
+  p.stride_row = x.stride(0);
+  p.stride_col = x.stride(1);
+  p.elem = elem_of(x.scalar_type());
+  p.out = out.data_ptr();
+  p.n = n;
+  p.d = d;
+  p.k = k;
+  p.feature_offset = feature_offset;
+  p.key = seed_key(seed, sk);
+  p.kind = sk;
+  p.nnz = nnz;
+  p.scale = sketch_scale(sk, k, nnz);
+  p.table = sk == SketchKind::kGaussian ? gaussian_table_cuda(x.get_device()) : nullptr;
+  p.transposed = transposed;
+
+  const cuda::Plan plan = cuda::plan_sketch(p, device_caps(x.get_device()));
+  at::Tensor workspace;
+  if (plan.workspace_bytes > 0)
+    workspace = at::empty({static_cast<int64_t>(plan.workspace_bytes)}, x.options().dtype(at::kByte));
+  C10_CUDA_CHECK(cuda::launch_sketch(p, plan, workspace.defined() ? workspace.data_ptr() : nullptr,
+                                     c10::cuda::getCurrentCUDAStream()));
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  return out;
+}
+
+at::Tensor project_cuda(const at::Tensor& x, int64_t k, int64_t seed, c10::string_view kind,
+                        int64_t feature_offset, int64_t nnz) {
+  return sketch_cuda(x, x.dim() == 2 ? x.size(1) : 0, k, seed, kind, feature_offset, nnz, false);
+}
+
+at::Tensor project_t_cuda(const at::Tensor& y, int64_t D, int64_t seed, c10::string_view kind,
+                          int64_t feature_offset, int64_t nnz) {
+  return sketch_cuda(y, D, y.dim() == 2 ? y.size(1) : 0, seed, kind, feature_offset, nnz, true);
+}
+
+// Installed into random_matrix_cuda_hook(); trustattr.cpp has validated the
+// arguments already.
+at::Tensor random_matrix_cuda(int64_t D, int64_t k, int64_t seed, SketchKind kind,
+                              int64_t feature_offset, int64_t nnz, at::ScalarType dtype,
+                              at::Device device) {
+  const c10::DeviceIndex index = device.has_index() ? device.index() : c10::cuda::current_device();
+  const c10::cuda::CUDAGuard guard(index);
+  at::Tensor out = at::empty({D, k}, at::TensorOptions().dtype(dtype).device(at::kCUDA, index));
+  const float* table = kind == SketchKind::kGaussian ? gaussian_table_cuda(index) : nullptr;
+  C10_CUDA_CHECK(cuda::launch_random_matrix(out.data_ptr(), dtype == at::kDouble, D, k,
+                                            seed_key(seed, kind), kind, feature_offset, nnz,
+                                            sketch_scale(kind, k, nnz), table,
+                                            c10::cuda::getCurrentCUDAStream()));
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  return out;
+}
+
+[[maybe_unused]] const bool kRandomMatrixHookInstalled = [] {
+  random_matrix_cuda_hook() = &random_matrix_cuda;
+  return true;
+}();
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(trustattr, CUDA, m) {
+  m.impl("project", &project_cuda);
+  m.impl("project_t", &project_t_cuda);
+}
+
+}  // namespace trustattr
