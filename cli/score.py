@@ -2,18 +2,22 @@
 
 Every option comes from a field of :class:`trustattr.attribution.ScoreArguments` (its help text is the
 field's ``help`` metadata); options left out take the value of ``--preset`` (default ``smol``).
+User errors (bad arguments, data, models, modules, NaN losses) end the command with one ``Error: ...`` line
+on stderr and exit code 1 (TRUSTATTR_DEBUG=1 shows the traceback).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import inspect
+import os
 import typing
 from typing import Annotated, Any, Optional
 
 import typer
 
 from trustattr.attribution.arguments import PRESETS, ScoreArguments
+from trustattr.errors import TrustAttrError
 
 __all__ = ["score"]
 
@@ -57,8 +61,14 @@ def score(**options: Any) -> None:
     from trustattr.attribution.pipeline import score as run_score
 
     preset = options.pop("preset", None)
-    args = ScoreArguments.from_preset(preset, **options)
-    result = run_score(args, log=typer.echo)
+    try:
+        args = ScoreArguments.from_preset(preset, **options)
+        result = run_score(args, log=typer.echo)
+    except (TrustAttrError, ValueError) as exc:
+        if os.environ.get("TRUSTATTR_DEBUG") == "1":
+            raise
+        typer.echo(f"Error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", err=True)
+        raise typer.Exit(1) from None
     if result is not None:
         typer.echo(f"wrote {result.out_dir}/scores.npz, summary.json, report.md, score_distributions.png")
 

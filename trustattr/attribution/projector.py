@@ -76,6 +76,7 @@ class Projector:
         self._mask = token_mask
         self._segments = segments
         self._num = num_segments
+        self._op_segments = {} if segments is None else {"segments": segments, "num_segments": num_segments}
         out_dtype = torch.float64 if dtype == torch.float64 else torch.float32
         self._out = torch.zeros(num_segments, self.dim, dtype=out_dtype)
 
@@ -86,10 +87,10 @@ class Projector:
         a = a * self._mask[..., None].to(a.dtype)  # [R, T, d_in], pads -> 0
         a, g = a.contiguous(), g.contiguous()
         if self.kind == "factored":
-            feats = kernels.project_factored(a, g, self.k, self.k, m.seed, self._segments, self._num)
+            feats = kernels.project_factored(a, g, self.k, self.k, m.seed, **self._op_segments)
             self._out[:, m.column : m.column + self.k * self.k] += feats
         else:
-            self._out += kernels.project_outer(a, g, self.k, m.seed, m.feature_offset, self._segments, self._num)
+            self._out += kernels.project_outer(a, g, self.k, m.seed, m.feature_offset, **self._op_segments)
 
     def finish(self) -> torch.Tensor:
         """The batch's features [num_segments, dim]."""

@@ -106,7 +106,7 @@ class Workflow:
     def _bar(self, desc: str, total: int):
         if not self.progress:
             return nullcontext(None)
-        return tqdm(total=total, desc=desc, unit="pair", dynamic_ncols=True, leave=False)
+        return tqdm(total=total, desc=desc, unit="pair", dynamic_ncols=True, leave=False, disable=None)  # off when not a TTY
 
     def _store(self, root: Path, kind: str, arguments: dict, rows: int, dim: int, shard_size: int) -> FeatureStore:
         return FeatureStore(root, {"kind": kind, **arguments}, rows, dim, shard_size)

@@ -1,0 +1,5 @@
+"""Integrations of the attribution engine with training libraries."""
+
+from trustattr.integrations.trl import AttributionCallback
+
+__all__ = ["AttributionCallback"]
