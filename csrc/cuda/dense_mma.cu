@@ -8,17 +8,18 @@
 // A block owns BM rows x 128 columns of C (BM = 128 with 16 warps when n
 // allows; 64/32/16 variants with 8 warps for small batches; every warp holds at
 // most 2 x 2 fragments so nothing spills) and walks its slice of the reduction
-// in chunks of 32:
-//   1. A: the chunk [BM, 32] goes global -> registers (loaded during the previous
-//      chunk's MMAs) -> shared memory, as bf16/fp16. fp32 input is split
-//      x = hi + lo with hi = bf16(x), lo = bf16(x - hi); both are multiplied.
+// in chunks of BK = 64 (bf16/fp16 input) or 32 (fp32 input):
+//   1. A: the chunk [BM, BK] goes global -> registers -> shared memory as
+//      bf16/fp16 (16-byte loads when rows are contiguous and aligned; the next
+//      chunk's loads are in flight during this chunk's MMAs). fp32 input is
+//      split x = hi + lo with hi = bf16(x), lo = bf16(x - hi); both are multiplied.
 //   2. B: 64-bit words of sketch_rng.h (word_of) are computed once per (feature,
 //      64 columns) into shared memory, then expanded 2 signs per 32-bit store:
 //      (+1 | sign bit << 15) in bf16 or fp16 -- +-1 is exact in both.
 //   3. wmma m16n16k16 with fp32 accumulators. Each chunk is accumulated in a
 //      fresh fragment and then added to the running sum with ordinary fp32 adds,
 //      so the tensor cores' truncating accumulation never sees more than one
-//      chunk (32 features) of a long reduction.
+//      chunk (BK products) of a long reduction.
 // The scale 1/sqrt(k) is applied once at the end (or by the slice reduction).
 //
 // Accuracy (relative to a float64 product of the same inputs): bf16 and fp16
