@@ -40,9 +40,13 @@ app = typer.Typer(
 # Sub-commands: one import and one registration line each.
 from trustattr.cli import bench  # noqa: E402
 from trustattr.cli import score  # noqa: E402
+from trustattr.cli import eval as eval_cli  # noqa: E402
+from trustattr.cli import report as report_cli  # noqa: E402
 
 app.add_typer(bench.app, name="bench")
 app.command("score")(score.score)
+app.command("eval")(eval_cli.eval_command)
+app.command("report")(report_cli.report_command)
 
 
 def main() -> None:
