@@ -66,9 +66,8 @@ namespace {
 
 constexpr int64_t kTokenBlock = 48;              // tokens per phase-1 item (4 row blocks of 12)
 constexpr int64_t kFactorSlabBytes = 8 << 20;    // projected tokens kept per slab of samples
-constexpr int64_t kTileFeatures = 4096;          // features (o, i) per tile row (project_outer)
+constexpr int64_t kTileFeatures = 6144;          // features (o, i) per tile row (project_outer)
 constexpr int64_t kOuterSlab = 48;               // output rows per slab (project_outer)
-constexpr int64_t kOuterColGroup = 256;          // output columns per projection item
 constexpr int64_t kStageElems = 1 << 15;         // elements per staged token chunk
 
 // Everything here is compiled under a target pragma: no std:: template may be
@@ -92,74 +91,111 @@ struct Buffer {
   const T& operator[](int64_t i) const { return data[i]; }
 };
 
-// ------------------------------------------------------------ micro-kernel
+// ------------------------------------------------------------ micro-kernels
 
-// C[r, 0:NR] += sum_{p < kc} A[p*lda + r] * B[p*ldb + 0:NR], r < MR; C row stride ldc.
-template <typename T, int MR>
-void micro_acc(int64_t kc, const T* __restrict ap, int64_t lda, const T* __restrict bp,
-               int64_t ldb, T* __restrict c, int64_t ldc) {
+// Columns per panel: four SIMD vectors (64 floats, 32 doubles).
+template <typename T>
+constexpr int64_t wide_width() { return 4 * VecOf<T>::lanes; }
+
+constexpr int kRowsMR = 6;  // rows per micro-kernel call: 6 x 4 vectors = 24 accumulators
+
+// C[r, 0:NV*L] += sum_{p < kc} A(p, r) * B[p*ldb + 0:NV*L] for r < MR (C row stride ldc).
+// A(p, r) = a[r*sa + p] when RowsA (rows read in place, e.g. tokens of a sample),
+// else a[p*sa + r] (e.g. a token's projected values, or g[t, o0 + r]).
+template <typename T, int MR, int NV, bool RowsA>
+void micro(int64_t kc, const T* __restrict a, int64_t sa, const T* __restrict b, int64_t ldb,
+           T* __restrict c, int64_t ldc) {
   using V = typename VecOf<T>::type;
   constexpr int L = VecOf<T>::lanes;
-  V c0[MR], c1[MR];
-  for (int r = 0; r < MR; ++r) {
-    memcpy(&c0[r], c + r * ldc, sizeof(V));
-    memcpy(&c1[r], c + r * ldc + L, sizeof(V));
-  }
+  V acc[MR][NV];
+  for (int r = 0; r < MR; ++r)
+    for (int v = 0; v < NV; ++v) memcpy(&acc[r][v], c + r * ldc + v * L, sizeof(V));
+  const T* rows[MR];
+  for (int r = 0; r < MR; ++r) rows[r] = RowsA ? a + r * sa : a + r;
   for (int64_t p = 0; p < kc; ++p) {
-    V b0, b1;
-    memcpy(&b0, bp + p * ldb, sizeof(V));
-    memcpy(&b1, bp + p * ldb + L, sizeof(V));
-    const T* a = ap + p * lda;
+    V bv[NV];
+    for (int v = 0; v < NV; ++v) memcpy(&bv[v], b + p * ldb + v * L, sizeof(V));
     for (int r = 0; r < MR; ++r) {
-      c0[r] += a[r] * b0;
-      c1[r] += a[r] * b1;
+      const T x = RowsA ? rows[r][p] : rows[r][p * sa];
+      for (int v = 0; v < NV; ++v) acc[r][v] += x * bv[v];
     }
   }
-  for (int r = 0; r < MR; ++r) {
-    memcpy(c + r * ldc, &c0[r], sizeof(V));
-    memcpy(c + r * ldc + L, &c1[r], sizeof(V));
-  }
+  for (int r = 0; r < MR; ++r)
+    for (int v = 0; v < NV; ++v) memcpy(c + r * ldc + v * L, &acc[r][v], sizeof(V));
 }
 
-template <typename T>
-void micro_acc_rows(int mr, int64_t kc, const T* ap, int64_t lda, const T* bp, int64_t ldb, T* c,
-                    int64_t ldc) {
+template <typename T, int NV, bool RowsA>
+void micro_mr(int mr, int64_t kc, const T* a, int64_t sa, const T* b, int64_t ldb, T* c, int64_t ldc) {
   switch (mr) {
-    case 1: return micro_acc<T, 1>(kc, ap, lda, bp, ldb, c, ldc);
-    case 2: return micro_acc<T, 2>(kc, ap, lda, bp, ldb, c, ldc);
-    case 3: return micro_acc<T, 3>(kc, ap, lda, bp, ldb, c, ldc);
-    case 4: return micro_acc<T, 4>(kc, ap, lda, bp, ldb, c, ldc);
-    case 5: return micro_acc<T, 5>(kc, ap, lda, bp, ldb, c, ldc);
-    case 6: return micro_acc<T, 6>(kc, ap, lda, bp, ldb, c, ldc);
-    case 7: return micro_acc<T, 7>(kc, ap, lda, bp, ldb, c, ldc);
-    case 8: return micro_acc<T, 8>(kc, ap, lda, bp, ldb, c, ldc);
-    case 9: return micro_acc<T, 9>(kc, ap, lda, bp, ldb, c, ldc);
-    case 10: return micro_acc<T, 10>(kc, ap, lda, bp, ldb, c, ldc);
-    case 11: return micro_acc<T, 11>(kc, ap, lda, bp, ldb, c, ldc);
-    default: return micro_acc<T, 12>(kc, ap, lda, bp, ldb, c, ldc);
+    case 1: return micro<T, 1, NV, RowsA>(kc, a, sa, b, ldb, c, ldc);
+    case 2: return micro<T, 2, NV, RowsA>(kc, a, sa, b, ldb, c, ldc);
+    case 3: return micro<T, 3, NV, RowsA>(kc, a, sa, b, ldb, c, ldc);
+    case 4: return micro<T, 4, NV, RowsA>(kc, a, sa, b, ldb, c, ldc);
+    case 5: return micro<T, 5, NV, RowsA>(kc, a, sa, b, ldb, c, ldc);
+    default: return micro<T, 6, NV, RowsA>(kc, a, sa, b, ldb, c, ldc);
   }
 }
 
-// micro_acc for C blocks narrower than NR (width <= NR columns are read and
-// written; B must still be readable for NR columns). Values are preserved
-// exactly through the temporary.
-template <typename T>
-void micro_acc_any(int mr, int64_t kc, const T* ap, int64_t lda, const T* bp, int64_t ldb, T* c,
-                   int64_t ldc, int64_t width) {
-  constexpr int64_t NR = panel_width<T>();
-  if (width == NR) return micro_acc_rows<T>(mr, kc, ap, lda, bp, ldb, c, ldc);
-  alignas(64) T tmp[kMaxMR * NR];
-  for (int r = 0; r < mr; ++r)
-    for (int64_t j = 0; j < NR; ++j) tmp[r * NR + j] = j < width ? c[r * ldc + j] : T(0);
-  micro_acc_rows<T>(mr, kc, ap, lda, bp, ldb, tmp, NR);
-  for (int r = 0; r < mr; ++r)
-    for (int64_t j = 0; j < width; ++j) c[r * ldc + j] = tmp[r * NR + j];
+// One panel of `width` <= wide_width columns: the fewest vectors that cover it. B must be
+// readable for those vectors; C is read and written for `width` columns only (through a
+// temporary when width is not a whole number of vectors; values pass through exactly).
+template <typename T, bool RowsA>
+void micro_panel(int mr, int64_t kc, const T* a, int64_t sa, const T* b, int64_t ldb, T* c,
+                 int64_t ldc, int64_t width) {
+  constexpr int L = VecOf<T>::lanes;
+  const int nv = static_cast<int>(ceil_div(width, L));
+  T* dst = c;
+  int64_t ld = ldc;
+  alignas(64) T tmp[kRowsMR * 4 * L];
+  if (width % L != 0) {
+    for (int r = 0; r < mr; ++r)
+      for (int64_t j = 0; j < nv * L; ++j) tmp[r * nv * L + j] = j < width ? c[r * ldc + j] : T(0);
+    dst = tmp;
+    ld = nv * L;
+  }
+  switch (nv) {
+    case 1: micro_mr<T, 1, RowsA>(mr, kc, a, sa, b, ldb, dst, ld); break;
+    case 2: micro_mr<T, 2, RowsA>(mr, kc, a, sa, b, ldb, dst, ld); break;
+    case 3: micro_mr<T, 3, RowsA>(mr, kc, a, sa, b, ldb, dst, ld); break;
+    default: micro_mr<T, 4, RowsA>(mr, kc, a, sa, b, ldb, dst, ld); break;
+  }
+  if (dst == tmp)
+    for (int r = 0; r < mr; ++r)
+      for (int64_t j = 0; j < width; ++j) c[r * ldc + j] = tmp[r * ld + j];
 }
 
-// Rows [0, rows) split into ceil(rows / kMaxMR) nearly equal micro-kernel blocks.
+// Unscaled rademacher signs of R[features, j0 : j0 + wide_width] for the row keys of
+// kc features: bp[p * W + c] = +-1 (sketch_rng.h: bit j % 64 of word(d, j / 64)).
+// j0 is a multiple of W, so one 64-bit word serves a whole float panel.
+template <typename T>
+void rademacher_panel(const uint64_t* rkeys, int64_t kc, int64_t j0, T* bp) {
+  using V = typename VecOf<T>::type;
+  using B = typename VecOf<T>::bits;
+  using Lane = typename VecOf<T>::lane_t;
+  constexpr int L = VecOf<T>::lanes;
+  constexpr int64_t W = wide_width<T>();
+  constexpr int kSignShift = sizeof(Lane) * 8 - 1;
+  constexpr Lane one = VecOf<T>::one_bits;
+  constexpr uint64_t lane_mask = (1ULL << L) - 1;
+  B lane;
+  for (int i = 0; i < L; ++i) lane[i] = static_cast<Lane>(i);
+  const int shift = static_cast<int>(j0 & 63);
+  for (int64_t p = 0; p < kc; ++p) {
+    const uint64_t w = word_of(rkeys[p], j0 >> 6) >> shift;
+    for (int v = 0; v < 4; ++v) {
+      const B bits = B{} + static_cast<Lane>((w >> (v * L)) & lane_mask);
+      const B signs = ((bits >> lane) << kSignShift) | one;
+      V out;
+      memcpy(&out, &signs, sizeof(V));
+      memcpy(bp + p * W + v * L, &out, sizeof(V));
+    }
+  }
+}
+
+// Rows [0, rows) split into ceil(rows / kRowsMR) nearly equal micro-kernel blocks.
 struct RowBlocks {
   int64_t rows, count;
-  RowBlocks(int64_t r) : rows(r), count(ceil_div(r, kMaxMR)) {}
+  explicit RowBlocks(int64_t r) : rows(r), count(ceil_div(r, kRowsMR)) {}
   int64_t begin(int64_t b) const { return b * rows / count; }
   int size(int64_t b) const { return static_cast<int>(begin(b + 1) - begin(b)); }
 };
@@ -169,15 +205,15 @@ inline const void* elem_ptr(const void* base, int64_t offset) {
   return static_cast<const char*>(base) + offset * elem_size<E>();
 }
 
-// The element type that T itself is (for packing already-converted buffers).
-template <typename T>
-constexpr Elem native_elem() { return sizeof(T) == 8 ? Elem::kF64 : Elem::kF32; }
-
 template <Elem E, typename T>
-constexpr bool is_native() { return E == native_elem<T>(); }
+constexpr bool is_native() {
+  return (E == Elem::kF32 && sizeof(T) == 4) || (E == Elem::kF64 && sizeof(T) == 8);
+}
 
-// Converts rows x rows of `count` contiguous elements (source row stride sr)
-// into dst (row stride ld), zero-filling columns [count, ld).
+inline int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
+
+// Converts `rows` rows of `count` contiguous elements (source row stride sr) into dst
+// (row stride ld), zero-filling columns [count, ld).
 template <Elem E, typename T>
 void stage_rows(const void* src, int64_t sr, int64_t rows, int64_t count, T* dst, int64_t ld) {
   for (int64_t r = 0; r < rows; ++r) {
@@ -187,50 +223,60 @@ void stage_rows(const void* src, int64_t sr, int64_t rows, int64_t count, T* dst
   }
 }
 
-// Unscaled rademacher panels of R [d, k] for features 0..d-1: out[(panel*d + p)*NR + c].
+// Unscaled rademacher panels of R [d, k] (features 0..d-1): out[(panel*d + p)*W + c].
 template <typename T>
 T* rademacher_panels(int64_t seed, int64_t d, int64_t k) {
-  constexpr int64_t NR = panel_width<T>();
-  const int64_t panels = ceil_div(k, NR);
-  T* out = scratch<T>(panels * d * NR);
+  constexpr int64_t W = wide_width<T>();
+  const int64_t panels = ceil_div(k, W);
+  T* out = scratch<T>(panels * d * W);
   uint64_t* rkeys = scratch<uint64_t>(d);
   const uint64_t key = seed_key(seed, SketchKind::kRademacher);
   for (int64_t p = 0; p < d; ++p) rkeys[p] = row_key(key, p);
-  for (int64_t panel = 0; panel < panels; ++panel)
-    panel_forward<T>(SketchKind::kRademacher, rkeys, d, panel * NR, nullptr, out + panel * d * NR);
+  for (int64_t panel = 0; panel < panels; ++panel) rademacher_panel<T>(rkeys, d, panel * W, out + panel * d * W);
   free(rkeys);
   return out;
 }
 
 // ---------------------------------------------------------- project_factored
 
+constexpr int64_t kFeatureChunk = 1024;  // features per pass (keeps the R panel chunk in L2)
+
 // One factor's token projections for tokens [t0, t0 + tb) of sample n:
-// C[t, :] = sum_f x[n, t, f] R[f, :], C zeroed here (row stride ldc).
+// C[t, :] = sum_f x[n, t, f] R[f, :] over whole vectors of k (C zeroed here, row stride ldc).
 template <Elem E, typename T>
 void project_tokens(const void* x, int64_t sn, int64_t st, int64_t n, int64_t t0, int64_t tb,
-                    int64_t d, int64_t k, const T* panels, T* ap, T* c, int64_t ldc) {
-  constexpr int64_t NR = panel_width<T>();
+                    int64_t d, int64_t k, const T* panels, T* stage, T* c, int64_t ldc) {
+  constexpr int64_t W = wide_width<T>();
+  constexpr int64_t L = VecOf<T>::lanes;
   memset(c, 0, sizeof(T) * tb * ldc);
   const void* base = elem_ptr<E>(x, n * sn + t0 * st);
   const RowBlocks blocks(tb);
-  for (int64_t f0 = 0; f0 < d; f0 += kDenseChunk) {
-    const int64_t kc = d - f0 < kDenseChunk ? d - f0 : kDenseChunk;
-    for (int64_t b = 0; b < blocks.count; ++b)
-      pack_rows<E, T>(elem_ptr<E>(base, blocks.begin(b) * st), st, 1, blocks.size(b), f0, kc,
-                      ap + blocks.begin(b) * kc);
-    for (int64_t b = 0; b < blocks.count; ++b)
-      for (int64_t j0 = 0; j0 < k; j0 += NR)
-        micro_acc_rows<T>(blocks.size(b), kc, ap + blocks.begin(b) * kc, blocks.size(b),
-                          panels + (j0 / NR * d + f0) * NR, NR, c + blocks.begin(b) * ldc + j0, ldc);
+  for (int64_t f0 = 0; f0 < d; f0 += kFeatureChunk) {
+    const int64_t kc = d - f0 < kFeatureChunk ? d - f0 : kFeatureChunk;
+    for (int64_t b = 0; b < blocks.count; ++b) {
+      const T* rows;
+      int64_t stride;
+      if (is_native<E, T>()) {
+        rows = static_cast<const T*>(base) + blocks.begin(b) * st + f0;
+        stride = st;
+      } else {
+        stage_rows<E, T>(elem_ptr<E>(base, blocks.begin(b) * st + f0), st, blocks.size(b), kc, stage, kc);
+        rows = stage;
+        stride = kc;
+      }
+      for (int64_t j0 = 0; j0 < k; j0 += W)
+        micro_panel<T, true>(blocks.size(b), kc, rows, stride, panels + (j0 / W * d + f0) * W, W,
+                             c + blocks.begin(b) * ldc + j0, ldc, imin(W, round_up(k - j0, L)));
+    }
   }
 }
 
 template <Elem E, typename T>
 void factored_typed(const FactoredArgs& a) {
-  constexpr int64_t NR = panel_width<T>();
+  constexpr int64_t W = wide_width<T>();
   const GradFactors& in = a.in;
   const int64_t k_in = a.k_in, k_out = a.k_out, T_ = in.t, width = k_out * k_in;
-  const int64_t ld_in = ceil_div(k_in, NR) * NR, ld_out = ceil_div(k_out, NR) * NR;
+  const int64_t ld_in = round_up(k_in, W), ld_out = round_up(k_out, W);
   T* out = static_cast<T*>(a.out);
   memset(out, 0, sizeof(T) * in.rows_out * width);
   const int nt = a.num_threads;
@@ -238,45 +284,42 @@ void factored_typed(const FactoredArgs& a) {
     T* r_in = rademacher_panels<T>(a.seed_in, in.d_in, k_in);
     T* r_out = rademacher_panels<T>(a.seed_out, in.d_out, k_out);
     const int64_t per_sample = T_ * (ld_in + ld_out) * static_cast<int64_t>(sizeof(T));
-    int64_t slab = kFactorSlabBytes / per_sample;
-    slab = slab < 1 ? 1 : (slab > in.n ? in.n : slab);
+    const int64_t slab = imax(1, imin(in.n, kFactorSlabBytes / per_sample));
     T* ga = scratch<T>(slab * T_ * ld_in);   // [slab, T, ld_in]
     T* gg = scratch<T>(slab * T_ * ld_out);  // [slab, T, ld_out]
     const int64_t token_blocks = ceil_div(T_, kTokenBlock);
     const RowBlocks o_blocks(k_out);
-    const int64_t i_panels = ceil_div(k_in, NR);
+    const int64_t i_panels = ceil_div(k_in, W);
 
 #pragma omp parallel num_threads(nt)
     {
-      T* ap = scratch<T>(kTokenBlock * kDenseChunk);
+      T* stage = is_native<E, T>() ? nullptr : scratch<T>(kRowsMR * kFeatureChunk);
       for (int64_t n0 = 0; n0 < in.n; n0 += slab) {
-        const int64_t sb = in.n - n0 < slab ? in.n - n0 : slab;
+        const int64_t sb = imin(slab, in.n - n0);
 #pragma omp for schedule(dynamic, 1)
         for (int64_t item = 0; item < sb * 2 * token_blocks; ++item) {
           const int64_t s = item / (2 * token_blocks), which = (item / token_blocks) % 2;
-          const int64_t t0 = (item % token_blocks) * kTokenBlock;
-          const int64_t tb = T_ - t0 < kTokenBlock ? T_ - t0 : kTokenBlock;
+          const int64_t t0 = (item % token_blocks) * kTokenBlock, tb = imin(kTokenBlock, T_ - t0);
           if (which == 0)
             project_tokens<E, T>(in.a, in.a_stride_n, in.a_stride_t, n0 + s, t0, tb, in.d_in, k_in,
-                                 r_in, ap, ga + (s * T_ + t0) * ld_in, ld_in);
+                                 r_in, stage, ga + (s * T_ + t0) * ld_in, ld_in);
           else
             project_tokens<E, T>(in.g, in.g_stride_n, in.g_stride_t, n0 + s, t0, tb, in.d_out,
-                                 k_out, r_out, ap, gg + (s * T_ + t0) * ld_out, ld_out);
+                                 k_out, r_out, stage, gg + (s * T_ + t0) * ld_out, ld_out);
         }
 #pragma omp for schedule(dynamic, 1)
         for (int64_t item = 0; item < o_blocks.count * i_panels; ++item) {
-          const int64_t ob = item / i_panels, i0 = (item % i_panels) * NR;
+          const int64_t ob = item / i_panels, i0 = (item % i_panels) * W;
           const int64_t o0 = o_blocks.begin(ob);
-          const int mr = o_blocks.size(ob);
-          const int64_t w = k_in - i0 < NR ? k_in - i0 : NR;
           for (int64_t s = 0; s < sb; ++s) {
             const int64_t row = in.segments != nullptr ? in.segments[n0 + s] : n0 + s;
-            micro_acc_any<T>(mr, T_, gg + s * T_ * ld_out + o0, ld_out, ga + s * T_ * ld_in + i0,
-                             ld_in, out + row * width + o0 * k_in + i0, k_in, w);
+            micro_panel<T, false>(o_blocks.size(ob), T_, gg + s * T_ * ld_out + o0, ld_out,
+                                  ga + s * T_ * ld_in + i0, ld_in, out + row * width + o0 * k_in + i0,
+                                  k_in, imin(W, k_in - i0));
           }
         }
       }
-      free(ap);
+      free(stage);
     }
     free(r_in);
     free(r_out);
@@ -288,10 +331,12 @@ void factored_typed(const FactoredArgs& a) {
 
 // ------------------------------------------------------------- project_outer
 
+constexpr int64_t kProjChunk = 128;  // tile features per generated panel (W x 128 stays in L1)
+
 // Input rows of every output row, ascending: rows of u are order[start[u] .. start[u+1]).
 struct Members {
   Buffer<int64_t> start, order;
-  Members(const GradFactors& in) : start(in.rows_out + 1, 0), order(in.n, 0) {
+  explicit Members(const GradFactors& in) : start(in.rows_out + 1, 0), order(in.n, 0) {
     for (int64_t n = 0; n < in.n; ++n) ++start[(in.segments ? in.segments[n] : n) + 1];
     for (int64_t u = 0; u < in.rows_out; ++u) start[u + 1] += start[u];
     Buffer<int64_t> cursor(in.rows_out + 1, 0);
@@ -300,117 +345,148 @@ struct Members {
   }
 };
 
+// Token chunk and staging sizes of accumulate_outer (per thread).
+template <Elem E, typename T>
+struct OuterStaging {
+  int64_t tokens, a_elems, g_elems;
+  explicit OuterStaging(int64_t d_in) {
+    constexpr int64_t W = wide_width<T>();
+    if (is_native<E, T>()) {  // only a ragged last panel of a is staged
+      tokens = kStageElems / W;
+      a_elems = d_in % W != 0 ? tokens * W : 0;
+      g_elems = 0;
+    } else {
+      tokens = imax(1, kStageElems / round_up(d_in, W));
+      a_elems = tokens * round_up(d_in, W);
+      g_elems = tokens * kRowsMR;
+    }
+  }
+};
+
 // tile[(o - o_first) * d_in + i] += sum_t g[n, t, o] a[n, t, i] for mr rows o from o_first,
 // all i, all tokens of input row n (tile row stride d_in).
 template <Elem E, typename T>
 void accumulate_outer(const GradFactors& in, int64_t n, int64_t o_first, int mr, T* tile,
-                      T* stage_a, T* stage_g) {
-  constexpr int64_t NR = panel_width<T>();
-  const int64_t d_in = in.d_in, ld_a = ceil_div(d_in, NR) * NR;
-  const bool native = is_native<E, T>();
-  const int64_t chunk = native ? kStageElems / NR : (kStageElems / ld_a > 0 ? kStageElems / ld_a : 1);
-  const int64_t full = native ? d_in / NR * NR : 0;  // panels read straight from a
-  for (int64_t t0 = 0; t0 < in.t; t0 += chunk) {
-    const int64_t tc = in.t - t0 < chunk ? in.t - t0 : chunk;
+                      const OuterStaging<E, T>& st, T* stage_a, T* stage_g) {
+  constexpr int64_t W = wide_width<T>();
+  const int64_t d_in = in.d_in;
+  const int64_t full = is_native<E, T>() ? d_in / W * W : 0;  // panels read straight from a
+  for (int64_t t0 = 0; t0 < in.t; t0 += st.tokens) {
+    const int64_t tc = imin(st.tokens, in.t - t0);
     const void* a_rows = elem_ptr<E>(in.a, n * in.a_stride_n + t0 * in.a_stride_t);
     const void* g_rows = elem_ptr<E>(in.g, n * in.g_stride_n + t0 * in.g_stride_t + o_first);
-    const T* ga;
-    int64_t lda;
-    if (native) {
+    const T* ga = stage_g;
+    int64_t lda = kRowsMR;
+    if (is_native<E, T>()) {
       ga = static_cast<const T*>(g_rows);
       lda = in.g_stride_t;
     } else {
-      stage_rows<E, T>(g_rows, in.g_stride_t, tc, mr, stage_g, kMaxMR);
-      ga = stage_g;
-      lda = kMaxMR;
+      stage_rows<E, T>(g_rows, in.g_stride_t, tc, mr, stage_g, kRowsMR);
     }
-    for (int64_t i0 = 0; i0 < full; i0 += NR)
-      micro_acc_rows<T>(mr, tc, ga, lda, static_cast<const T*>(a_rows) + i0, in.a_stride_t,
-                        tile + i0, d_in);
+    for (int64_t i0 = 0; i0 < full; i0 += W)
+      micro_panel<T, false>(mr, tc, ga, lda, static_cast<const T*>(a_rows) + i0, in.a_stride_t,
+                            tile + i0, d_in, W);
     if (full < d_in) {  // converted input, or the ragged last panel: stage a's columns [full, d_in)
-      const int64_t cols = d_in - full, ld = ceil_div(cols, NR) * NR;
-      stage_rows<E, T>(elem_ptr<E>(a_rows, full), in.a_stride_t, tc, cols, stage_a, ld);
-      for (int64_t i0 = full; i0 < d_in; i0 += NR)
-        micro_acc_any<T>(mr, tc, ga, lda, stage_a + (i0 - full), ld, tile + i0, d_in,
-                         d_in - i0 < NR ? d_in - i0 : NR);
+      const int64_t ld = round_up(d_in - full, W);
+      stage_rows<E, T>(elem_ptr<E>(a_rows, full), in.a_stride_t, tc, d_in - full, stage_a, ld);
+      for (int64_t i0 = full; i0 < d_in; i0 += W)
+        micro_panel<T, false>(mr, tc, ga, lda, stage_a + (i0 - full), ld, tile + i0, d_in,
+                              imin(W, d_in - i0));
     }
   }
 }
 
+// The threads of project_outer form a fixed grid of row teams x column teams; each thread
+// builds the G tiles of its own output rows and projects them onto its own panels of
+// columns, with no synchronization until the end. Column teams repeat tile builds, row
+// teams repeat panel generation: pick the grid with the least repeated work. (Costs in
+// units of one row's FMA work per feature and 64 columns: a tile build costs T per row,
+// generating a panel ~3.) Each output entry is still one chain computed by one thread.
+struct ThreadGrid {
+  int rows, cols;
+};
+
+inline ThreadGrid outer_grid(int nt, int64_t out_rows, int64_t tokens_total, int64_t panels) {
+  ThreadGrid best{1, 1};
+  double best_cost = -1.0;
+  for (int r = 1; r <= nt; ++r) {
+    if (nt % r != 0) continue;
+    const int c = nt / r;
+    if (r > imax(1, ceil_div(out_rows, kRowsMR)) || c > panels) continue;
+    const double slabs = static_cast<double>(ceil_div(ceil_div(out_rows, r), kOuterSlab));
+    const double cost = c * static_cast<double>(tokens_total) + r * slabs * 3.0 * 64.0 * panels;
+    if (best_cost < 0 || cost < best_cost) {
+      best = {r, c};
+      best_cost = cost;
+    }
+  }
+  return best;
+}
+
 template <Elem E, typename T>
 void outer_typed(const OuterArgs& a) {
-  constexpr int64_t NR = panel_width<T>();
-  constexpr Elem EN = native_elem<T>();
+  constexpr int64_t W = wide_width<T>();
   const GradFactors& in = a.in;
   const int64_t d_in = in.d_in, d_out = in.d_out, k = a.k;
   T* out = static_cast<T*>(a.out);
   memset(out, 0, sizeof(T) * in.rows_out * k);
-  const int nt = a.num_threads;
   const Members members(in);
-  int64_t ob_max = kTileFeatures / d_in;
-  ob_max = ob_max < 1 ? 1 : (ob_max > d_out ? d_out : ob_max);
-  const int64_t tile_ld = ob_max * d_in;  // tile row stride
-  const int64_t slab_max = in.rows_out < kOuterSlab ? in.rows_out : kOuterSlab;
-  T* tile = scratch<T>(slab_max * tile_ld);
-  const int64_t col_groups = ceil_div(k, kOuterColGroup);
+  int64_t ob_max = imax(1, imin(d_out, kTileFeatures / d_in));
+  if (ob_max > kRowsMR) ob_max = ob_max / kRowsMR * kRowsMR;  // whole micro-kernel blocks
+  const int64_t tile_ld = ob_max * d_in;                     // tile row stride
+  const int64_t panels = ceil_div(k, W);
+  const ThreadGrid grid = outer_grid(a.num_threads, in.rows_out, in.n * in.t, panels);
   const uint64_t key = seed_key(a.seed, SketchKind::kRademacher);
-  const int64_t ld_a = ceil_div(d_in, NR) * NR;
-  const int64_t stage_tokens = kStageElems / ld_a > 0 ? kStageElems / ld_a : 1;
+  const OuterStaging<E, T> staging(d_in);
 
-#pragma omp parallel num_threads(nt)
+#pragma omp parallel num_threads(grid.rows * grid.cols)
   {
-    T* ap = scratch<T>(ceil_div(slab_max, kMaxMR) * kMaxMR * kDenseChunk);
-    T* bp = scratch<T>(kDenseChunk * NR);
-    uint64_t* rkeys = scratch<uint64_t>(kDenseChunk);
-    T* stage_a = scratch<T>(kStageElems > stage_tokens * ld_a ? kStageElems : stage_tokens * ld_a);
-    T* stage_g = scratch<T>(kStageElems * kMaxMR);
-    for (int64_t u0 = 0; u0 < in.rows_out; u0 += kOuterSlab) {
-      const int64_t su = in.rows_out - u0 < kOuterSlab ? in.rows_out - u0 : kOuterSlab;
+    const int tid = omp_get_thread_num();
+    const int64_t rt = tid / grid.cols, ct = tid % grid.cols;
+    const int64_t u_lo = rt * in.rows_out / grid.rows, u_hi = (rt + 1) * in.rows_out / grid.rows;
+    const int64_t p_lo = ct * panels / grid.cols, p_hi = (ct + 1) * panels / grid.cols;
+    T* tile = scratch<T>(imin(kOuterSlab, u_hi - u_lo) * tile_ld);
+    T* bp = scratch<T>(kProjChunk * W);
+    uint64_t* rkeys = scratch<uint64_t>(kProjChunk);
+    T* stage_a = scratch<T>(staging.a_elems);
+    T* stage_g = scratch<T>(staging.g_elems);
+    for (int64_t u0 = u_lo; u0 < u_hi; u0 += kOuterSlab) {
+      const int64_t su = imin(kOuterSlab, u_hi - u0);
       const RowBlocks row_blocks(su);
       for (int64_t o0 = 0; o0 < d_out; o0 += ob_max) {
-        const int64_t ob = d_out - o0 < ob_max ? d_out - o0 : ob_max;
+        const int64_t ob = imin(ob_max, d_out - o0);
         const RowBlocks o_blocks(ob);
-        // A: the tile of G for rows o0 .. o0 + ob of every output row of the slab.
-#pragma omp for schedule(dynamic, 1)
-        for (int64_t item = 0; item < su * o_blocks.count; ++item) {
-          const int64_t u = item / o_blocks.count, b = item % o_blocks.count;
-          T* dst = tile + u * tile_ld + o_blocks.begin(b) * d_in;
-          memset(dst, 0, sizeof(T) * o_blocks.size(b) * d_in);
-          for (int64_t m = members.start[u0 + u]; m < members.start[u0 + u + 1]; ++m)
-            accumulate_outer<E, T>(in, members.order[m], o0 + o_blocks.begin(b), o_blocks.size(b),
-                                   dst, stage_a, stage_g);
-        }
-        // B: project the tile's features onto every output column.
+        // The tile of G for rows o0 .. o0 + ob of this thread's output rows.
+        for (int64_t u = 0; u < su; ++u)
+          for (int64_t b = 0; b < o_blocks.count; ++b) {
+            T* dst = tile + u * tile_ld + o_blocks.begin(b) * d_in;
+            memset(dst, 0, sizeof(T) * o_blocks.size(b) * d_in);
+            for (int64_t m = members.start[u0 + u]; m < members.start[u0 + u + 1]; ++m)
+              accumulate_outer<E, T>(in, members.order[m], o0 + o_blocks.begin(b), o_blocks.size(b),
+                                     dst, staging, stage_a, stage_g);
+          }
+        // Project the tile's features onto this thread's panels (rows read in place).
         const int64_t features = ob * d_in;
-#pragma omp for schedule(dynamic, 1)
-        for (int64_t cg = 0; cg < col_groups; ++cg) {
-          const int64_t j_end = (cg + 1) * kOuterColGroup < k ? (cg + 1) * kOuterColGroup : k;
-          for (int64_t f0 = 0; f0 < features; f0 += kDenseChunk) {
-            const int64_t kc = features - f0 < kDenseChunk ? features - f0 : kDenseChunk;
+        for (int64_t f0 = 0; f0 < features; f0 += kProjChunk) {
+          const int64_t kc = imin(kProjChunk, features - f0);
+          for (int64_t p = 0; p < kc; ++p) rkeys[p] = row_key(key, a.feature_offset + o0 * d_in + f0 + p);
+          for (int64_t panel = p_lo; panel < p_hi; ++panel) {
+            const int64_t j0 = panel * W;
+            rademacher_panel<T>(rkeys, kc, j0, bp);
             for (int64_t b = 0; b < row_blocks.count; ++b)
-              pack_rows<EN, T>(tile + row_blocks.begin(b) * tile_ld, tile_ld, 1, row_blocks.size(b),
-                               f0, kc, ap + row_blocks.begin(b) * kc);
-            for (int64_t p = 0; p < kc; ++p)
-              rkeys[p] = row_key(key, a.feature_offset + o0 * d_in + f0 + p);
-            for (int64_t j0 = cg * kOuterColGroup; j0 < j_end; j0 += NR) {
-              panel_forward<T>(SketchKind::kRademacher, rkeys, kc, j0, nullptr, bp);
-              for (int64_t b = 0; b < row_blocks.count; ++b)
-                micro_acc_any<T>(row_blocks.size(b), kc, ap + row_blocks.begin(b) * kc,
-                                 row_blocks.size(b), bp, NR, out + (u0 + row_blocks.begin(b)) * k + j0,
-                                 k, k - j0 < NR ? k - j0 : NR);
-            }
+              micro_panel<T, true>(row_blocks.size(b), kc, tile + row_blocks.begin(b) * tile_ld + f0, tile_ld,
+                                   bp, W, out + (u0 + row_blocks.begin(b)) * k + j0, k, imin(W, k - j0));
           }
         }
       }
     }
-    free(ap);
+    free(tile);
     free(bp);
     free(rkeys);
     free(stage_a);
     free(stage_g);
   }
-  free(tile);
-  scale_in_place<T>(out, in.rows_out * k, static_cast<T>(a.scale), nt);
+  scale_in_place<T>(out, in.rows_out * k, static_cast<T>(a.scale), a.num_threads);
 }
 
 template <template <Elem, typename> class Fn, typename Args>
