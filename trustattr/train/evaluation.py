@@ -1,0 +1,112 @@
+"""Held-out evaluation of each stage: response NLL (SFT), preference accuracy (DPO), reward accuracy (RM).
+
+All three read the same (prompt, chosen, rejected) pairs of the held-out split, cut as in training.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from trustattr.preference_data import PreferencePair
+from trustattr.train.data import RESPONSE_SEPARATOR
+from trustattr.train.logprobs import sequence_logprobs, tokenize_responses
+from trustattr.train.reward import reward_at_last_token
+
+__all__ = ["preference_accuracy", "response_nll", "reward_accuracy", "rewards_of"]
+
+
+def response_nll(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, pairs: Sequence[PreferencePair], batch_size: int = 8
+) -> dict[str, float]:
+    """Mean negative log-likelihood per token of the chosen responses (lower = closer to the data)."""
+    prompts = [p.prompt for p in pairs]
+    chosen = [p.chosen for p in pairs]
+    total = -sequence_logprobs(model, tokenizer, prompts, chosen, batch_size=batch_size).sum().item()
+    tokens = int(tokenize_responses(tokenizer, prompts, chosen).response_mask[:, 1:].sum())
+    return {"chosen_nll_per_token": total / max(tokens, 1), "pairs": float(len(pairs))}
+
+
+def preference_accuracy(
+    policy: PreTrainedModel,
+    reference: PreTrainedModel | None,
+    tokenizer: PreTrainedTokenizerBase,
+    pairs: Sequence[PreferencePair],
+    beta: float = 0.1,
+    batch_size: int = 8,
+) -> dict[str, float]:
+    """How often a policy prefers the chosen response.
+
+    Returns:
+        ``implicit_reward_accuracy``: share of pairs with DPO margin
+        β[(log π(y_w) − log π_ref(y_w)) − (log π(y_l) − log π_ref(y_l))] > 0, ties counting 1/2
+        (so a policy equal to its reference scores exactly 0.5); ``mean_margin``: mean of that margin;
+        ``logprob_accuracy``: share with log π(y_w) > log π(y_l) (summed over response tokens);
+        ``reference_logprob_accuracy``: the same for the reference.
+    """
+    prompts = [p.prompt for p in pairs]
+    chosen = sequence_logprobs(policy, tokenizer, prompts, [p.chosen for p in pairs], batch_size)  # [N]
+    rejected = sequence_logprobs(policy, tokenizer, prompts, [p.rejected for p in pairs], batch_size)  # [N]
+    if reference is None:
+        ref_chosen, ref_rejected = chosen.clone(), rejected.clone()
+    else:
+        ref_chosen = sequence_logprobs(reference, tokenizer, prompts, [p.chosen for p in pairs], batch_size)
+        ref_rejected = sequence_logprobs(reference, tokenizer, prompts, [p.rejected for p in pairs], batch_size)
+    margin = beta * ((chosen - ref_chosen) - (rejected - ref_rejected))  # [N]
+    return {
+        "implicit_reward_accuracy": _share_positive(margin),
+        "mean_margin": margin.mean().item(),
+        "logprob_accuracy": (chosen > rejected).float().mean().item(),
+        "reference_logprob_accuracy": (ref_chosen > ref_rejected).float().mean().item(),
+        "pairs": float(len(pairs)),
+    }
+
+
+@torch.no_grad()
+def rewards_of(
+    reward_model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: Sequence[str],
+    responses: Sequence[str],
+    batch_size: int = 8,
+) -> torch.Tensor:
+    """Reward of each ``prompt + separator + response + eos``: [N] float32 (see trustattr.train.reward)."""
+    device = next(reward_model.parameters()).device
+    was_training = reward_model.training
+    reward_model.eval()
+    out = []
+    try:
+        for begin in range(0, len(prompts), batch_size):
+            texts = [
+                p + RESPONSE_SEPARATOR + r + tokenizer.eos_token
+                for p, r in zip(prompts[begin : begin + batch_size], responses[begin : begin + batch_size])
+            ]
+            batch = tokenizer(texts, add_special_tokens=False, padding=True, return_tensors="pt")
+            out.append(reward_at_last_token(reward_model, batch.input_ids.to(device), batch.attention_mask.to(device)).cpu())
+    finally:
+        reward_model.train(was_training)
+    return torch.cat(out) if out else torch.zeros(0)
+
+
+def reward_accuracy(
+    reward_model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    pairs: Sequence[PreferencePair],
+    batch_size: int = 8,
+) -> dict[str, float]:
+    """Share of pairs where the reward model scores the chosen response higher (ties count 1/2)."""
+    prompts = [p.prompt for p in pairs]
+    chosen = rewards_of(reward_model, tokenizer, prompts, [p.chosen for p in pairs], batch_size)
+    rejected = rewards_of(reward_model, tokenizer, prompts, [p.rejected for p in pairs], batch_size)
+    return {
+        "accuracy": _share_positive(chosen - rejected),
+        "mean_margin": (chosen - rejected).mean().item(),
+        "mean_reward_chosen": chosen.mean().item(),
+        "pairs": float(len(pairs)),
+    }
+
+
+def _share_positive(values: torch.Tensor) -> float:
+    return ((values > 0).float() + 0.5 * (values == 0).float()).mean().item()
