@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from trustattr.preference_data import PreferencePair
-from trustattr.trust.base import BENCHMARKS, get_benchmark, hh_prompt
+from trustattr.trust import BENCHMARKS, evaluate, get_benchmark, paper_pairs
 
 __all__ = ["BENCHMARK_NAMES", "TestSide", "paper_test_pairs", "target_test_pairs"]
 
@@ -35,30 +35,6 @@ def _cap(pairs: list[PreferencePair], limit: int, seed: int) -> list[PreferenceP
 def target_test_pairs(name: str, limit: int, seed: int = 0) -> list[PreferencePair]:
     """The benchmark's (trustworthy, untrustworthy) answer pairs, at most ``limit``."""
     return _cap(list(get_benchmark(name).target_pairs(limit, seed)), limit, seed)
-
-
-def _read_outputs(path: Path) -> dict[str, dict[str, Any]]:
-    import json
-
-    rows: dict[str, dict[str, Any]] = {}
-    for line in path.read_text().splitlines():
-        if line.strip():
-            row = json.loads(line)
-            rows.setdefault(row["prompt_id"], row)  # first sample per prompt
-    return rows
-
-
-def pseudo_pairs(name: str, after: Path, before: Path, limit: int, seed: int) -> list[PreferencePair]:
-    """(after-stage generation, before-stage generation) for each prompt both output files share."""
-    new, old = _read_outputs(after), _read_outputs(before)
-    pairs = []
-    for prompt_id, row in new.items():
-        if prompt_id not in old or row["generation"].strip() == old[prompt_id]["generation"].strip():
-            continue
-        text = row.get("plain_prompt") or row["prompt"]
-        pairs.append(PreferencePair(id=f"{name}-{prompt_id}", prompt=hh_prompt(text), chosen=row["generation"].strip(),
-                                    rejected=old[prompt_id]["generation"].strip(), source=f"trust-{name}-paper"))
-    return _cap(pairs, limit, seed)
 
 
 def metric_direction(before: dict[str, Any], after: dict[str, Any]) -> int:
@@ -83,8 +59,6 @@ def paper_test_pairs(
     max_new_tokens: int, batch_size: int,
 ) -> TestSide:
     """Generate with both models (resumable, under ``eval_dir``/before and /after) and pair the generations."""
-    from trustattr.trust.evaluate import evaluate
-
     overrides = {name: {"max_new_tokens": max_new_tokens} for name in names}
     summaries = {}
     for stage, model in (("before", reference), ("after", policy)):
@@ -93,8 +67,8 @@ def paper_test_pairs(
         summaries[stage] = {name: _summary(eval_dir / stage / name) for name in names}
     pairs, directions = {}, {}
     for name in names:
-        pairs[name] = pseudo_pairs(name, eval_dir / "after" / name / "outputs.jsonl",
-                                   eval_dir / "before" / name / "outputs.jsonl", limit, seed)
+        pairs[name] = _cap(paper_pairs(eval_dir / "after" / name / "outputs.jsonl",
+                                       eval_dir / "before" / name / "outputs.jsonl"), limit, seed)
         directions[name] = metric_direction(summaries["before"][name], summaries["after"][name])
     return TestSide(pairs, directions)
 

@@ -234,4 +234,4 @@ class Workflow:
         return features
 
     def ops_info(self) -> dict[str, object]:
-        return {"compiled": dict(kernels.COMPILED)}
+        return kernels.info()
