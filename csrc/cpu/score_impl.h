@@ -8,7 +8,9 @@
 // for j = 0, L, 2L, ... (the last partial vector zero-padded), then the lanes
 // are summed by a fixed halving tree (lane i += lane i + w for w = L/2 .. 1).
 // The register-blocked tile (2 rows x up to 8 queries: 16 independent
-// accumulators, 2 + 8 loads per 16 FMAs) computes every dot in exactly that
+// accumulators, 2 + 8 loads per 16 FMAs; the next pair of rows is prefetched
+// with a non-temporal hint, since a row is often exactly one 4 KB page where the
+// hardware streamer restarts) computes every dot in exactly that
 // sequence, so a score never depends on N, M, the blocking, the thread count,
 // or which op computed it (score, topk_score and datainf_scores agree bit for
 // bit). Norms (normalize=True) are <x, x> by the same sequence; cosine =
@@ -18,8 +20,8 @@
 //
 // score: row blocks of 64 rows in parallel; out[n, m] written directly.
 //
-// topk_score: rows split into blocks of 256; each thread streams a contiguous
-// range of blocks (the file is read once, sequentially), scores a block into a
+// topk_score: rows split into blocks of 256; threads take runs of 16 blocks
+// (4096 rows read sequentially; the file is read once), score a block into a
 // [256, M] buffer, and offers each score to its per-query heap of size topk
 // (root = worst kept candidate; a score enters only if better than the root).
 // "Better" is a strict total order: larger value (smaller if largest=false),
@@ -79,9 +81,12 @@ inline typename VecOf<T>::type load_partial(const T* x, int64_t count) {
 }
 
 // out[r * ldo + q] = <rows[r], query[q]> over k columns; query rows have
-// stride ldq and are zero-padded to a multiple of L.
+// stride ldq and are zero-padded to a multiple of L. When `next` is given, the
+// rows of the next tile are prefetched (non-temporal hint) one line per step:
+// train rows are often exactly one page, where the hardware streamer restarts.
 template <typename T, int RW, int MQ>
-void dot_tile(int64_t k, const T* const* rows, const T* query, int64_t ldq, T* out, int64_t ldo) {
+void dot_tile(int64_t k, const T* const* rows, const T* const* next, const T* query, int64_t ldq,
+              T* out, int64_t ldo) {
   using V = typename VecOf<T>::type;
   constexpr int L = VecOf<T>::lanes;
   V acc[RW][MQ];
@@ -89,6 +94,8 @@ void dot_tile(int64_t k, const T* const* rows, const T* query, int64_t ldq, T* o
     for (int q = 0; q < MQ; ++q) acc[r][q] = V{};
   const int64_t full = k / L * L;
   for (int64_t j = 0; j < full; j += L) {
+    if (next != nullptr)
+      for (int r = 0; r < RW; ++r) __builtin_prefetch(next[r] + j, 0, 0);
     V x[RW];
     for (int r = 0; r < RW; ++r) memcpy(&x[r], rows[r] + j, sizeof(V));
     for (int q = 0; q < MQ; ++q) {
@@ -111,17 +118,17 @@ void dot_tile(int64_t k, const T* const* rows, const T* query, int64_t ldq, T* o
 }
 
 template <typename T, int RW>
-void dot_tile_queries(int mq, int64_t k, const T* const* rows, const T* query, int64_t ldq, T* out,
-                      int64_t ldo) {
+void dot_tile_queries(int mq, int64_t k, const T* const* rows, const T* const* next, const T* query,
+                      int64_t ldq, T* out, int64_t ldo) {
   switch (mq) {
-    case 1: return dot_tile<T, RW, 1>(k, rows, query, ldq, out, ldo);
-    case 2: return dot_tile<T, RW, 2>(k, rows, query, ldq, out, ldo);
-    case 3: return dot_tile<T, RW, 3>(k, rows, query, ldq, out, ldo);
-    case 4: return dot_tile<T, RW, 4>(k, rows, query, ldq, out, ldo);
-    case 5: return dot_tile<T, RW, 5>(k, rows, query, ldq, out, ldo);
-    case 6: return dot_tile<T, RW, 6>(k, rows, query, ldq, out, ldo);
-    case 7: return dot_tile<T, RW, 7>(k, rows, query, ldq, out, ldo);
-    default: return dot_tile<T, RW, 8>(k, rows, query, ldq, out, ldo);
+    case 1: return dot_tile<T, RW, 1>(k, rows, next, query, ldq, out, ldo);
+    case 2: return dot_tile<T, RW, 2>(k, rows, next, query, ldq, out, ldo);
+    case 3: return dot_tile<T, RW, 3>(k, rows, next, query, ldq, out, ldo);
+    case 4: return dot_tile<T, RW, 4>(k, rows, next, query, ldq, out, ldo);
+    case 5: return dot_tile<T, RW, 5>(k, rows, next, query, ldq, out, ldo);
+    case 6: return dot_tile<T, RW, 6>(k, rows, next, query, ldq, out, ldo);
+    case 7: return dot_tile<T, RW, 7>(k, rows, next, query, ldq, out, ldo);
+    default: return dot_tile<T, RW, 8>(k, rows, next, query, ldq, out, ldo);
   }
 }
 
@@ -148,12 +155,12 @@ template <Elem E, typename T>
 void row_pointers(const ScoreArgs& a, int64_t r0, int64_t rows, T* stage, const T** ptrs) {
   for (int64_t r = 0; r < rows; ++r) {
     const int64_t base = (r0 + r) * a.train_stride;
-    if constexpr ((E == Elem::kF32 && sizeof(T) == 4) || (E == Elem::kF64 && sizeof(T) == 8)) {
+    if constexpr (is_native<E, T>()) {
       ptrs[r] = static_cast<const T*>(a.train) + base;
     } else {
-      T* dst = stage + r * a.k;
-      for (int64_t j = 0; j < a.k; ++j) dst[j] = load_elem<E, T>(a.train, base + j);
-      ptrs[r] = dst;
+      if (r + 1 < rows) prefetch_run(a.train, (base + a.train_stride) * elem_size<E>(), a.k * elem_size<E>());
+      convert_run<E, T>(a.train, base, a.k, stage + r * a.k);
+      ptrs[r] = stage + r * a.k;
     }
   }
 }
@@ -167,19 +174,22 @@ template <typename T>
 void score_rows(const ScoreArgs& a, const T* const* rows, int64_t nrows, const T* query_norms, T* out,
                 int64_t ldo) {
   const T* query = static_cast<const T*>(a.query);
-  for (int64_t q0 = 0; q0 < a.m; q0 += kQueryGroup) {
-    const int mq = static_cast<int>(a.m - q0 < kQueryGroup ? a.m - q0 : kQueryGroup);
-    const T* qp = query + q0 * a.query_stride;
-    int64_t r = 0;
-    for (; r + 2 <= nrows; r += 2)
-      dot_tile_queries<T, 2>(mq, a.k, rows + r, qp, a.query_stride, out + r * ldo + q0, ldo);
-    if (r < nrows) dot_tile_queries<T, 1>(mq, a.k, rows + r, qp, a.query_stride, out + r * ldo + q0, ldo);
-  }
-  if (!a.normalize) return;
-  for (int64_t r = 0; r < nrows; ++r) {
-    const double xx = span_dot<T>(rows[r], rows[r], 0, a.k);
-    for (int64_t q = 0; q < a.m; ++q)
-      out[r * ldo + q] = static_cast<T>(cosine(out[r * ldo + q], xx, query_norms[q]));
+  for (int64_t r = 0; r < nrows; r += 2) {
+    const bool pair = r + 2 <= nrows;
+    const T* const* next = r + 4 <= nrows ? rows + r + 2 : nullptr;
+    for (int64_t q0 = 0; q0 < a.m; q0 += kQueryGroup) {  // rows stay in L1 across query groups
+      const int mq = static_cast<int>(a.m - q0 < kQueryGroup ? a.m - q0 : kQueryGroup);
+      const T* qp = query + q0 * a.query_stride;
+      const T* const* pf = q0 == 0 ? next : nullptr;
+      if (pair) dot_tile_queries<T, 2>(mq, a.k, rows + r, pf, qp, a.query_stride, out + r * ldo + q0, ldo);
+      else dot_tile_queries<T, 1>(mq, a.k, rows + r, pf, qp, a.query_stride, out + r * ldo + q0, ldo);
+    }
+    if (a.normalize)
+      for (int64_t i = r; i < (pair ? r + 2 : r + 1); ++i) {
+        const double xx = span_dot<T>(rows[i], rows[i], 0, a.k);
+        for (int64_t q = 0; q < a.m; ++q)
+          out[i * ldo + q] = static_cast<T>(cosine(out[i * ldo + q], xx, query_norms[q]));
+      }
   }
 }
 
@@ -191,10 +201,6 @@ void query_norms(const ScoreArgs& a, Buffer<T>& norms) {
       norms[q] = span_dot<T>(query + q * a.query_stride, query + q * a.query_stride, 0, a.k);
 }
 
-template <typename T>
-bool stages(Elem e) {
-  return !((e == Elem::kF32 && sizeof(T) == 4) || (e == Elem::kF64 && sizeof(T) == 8));
-}
 
 // ------------------------------------------------------------------- score
 
@@ -205,7 +211,7 @@ void score_typed(const ScoreArgs& a, T* out) {
   const int64_t blocks = ceil_div(a.n, kScoreRows);
 #pragma omp parallel num_threads(a.num_threads)
   {
-    T* stage = stages<T>(E) ? scratch<T>(kScoreRows * a.k) : nullptr;
+    T* stage = !is_native<E, T>() ? scratch<T>(kScoreRows * a.k) : nullptr;
     const T* ptrs[kScoreRows];
 #pragma omp for schedule(dynamic, 4)
     for (int64_t b = 0; b < blocks; ++b) {
@@ -265,11 +271,11 @@ void topk_typed(const TopkArgs& t) {
 #pragma omp parallel num_threads(nt)
   {
     const int tid = omp_get_thread_num();
-    T* stage = stages<T>(E) ? scratch<T>(kTopkRows * a.k) : nullptr;
+    T* stage = !is_native<E, T>() ? scratch<T>(kTopkRows * a.k) : nullptr;
     T* scores = scratch<T>(kTopkRows * a.m);
     const T** ptrs = static_cast<const T**>(malloc(sizeof(T*) * kTopkRows));
     std::vector<Candidate<T>>* heaps = &kept[static_cast<size_t>(tid) * a.m];
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 16)  // 4096-row runs: sequential reads, and no thread waits on a descheduled one
     for (int64_t b = 0; b < blocks; ++b) {
       const int64_t r0 = b * kTopkRows, rows = a.n - r0 < kTopkRows ? a.n - r0 : kTopkRows;
       row_pointers<E, T>(a, r0, rows, stage, ptrs);
@@ -309,7 +315,7 @@ void datainf_typed(const DatainfArgs& di) {
   const int64_t chunks = ceil_div(n, chunk);
   const int nt = a.num_threads;
   const T* v = static_cast<const T*>(a.query);
-  const bool stage_rows_needed = stages<T>(E);
+  const bool stage_rows_needed = !is_native<E, T>();
 
   // Runs body(i, row) for every row of chunk c (rows converted to T when needed).
   auto for_rows = [&](int64_t c, T* stage, auto&& body) {
