@@ -54,6 +54,7 @@ class StageArguments:
     gradient_accumulation_steps: int = _help("batches per optimizer step", 1)
     max_grad_norm: float = _help("gradient clipping norm", 1.0)
     bf16: bool = _help("bf16 autocast (CPU with AVX512-BF16 or GPU); off = fp32", False)
+    activation_checkpointing: bool = _help("recompute activations in backward (less memory, ~30% slower)", False)
     # --- LoRA (peft) ---
     lora: bool = _help("train LoRA adapters (peft) instead of all weights; merged into the saved model", False)
     lora_r: int = _help("LoRA rank", 8)

@@ -68,7 +68,8 @@ def token_logprobs(logits: torch.Tensor, input_ids: torch.Tensor) -> torch.Tenso
     Returns:
         [N, T - 1]: entry t-1 is the log-prob of input_ids[:, t].
     """
-    logprobs = torch.log_softmax(logits[:, :-1].float(), dim=-1)  # [N, T-1, V]
+    logits = logits if logits.dtype == torch.float64 else logits.float()  # bf16/fp16 are summed in fp32
+    logprobs = torch.log_softmax(logits[:, :-1], dim=-1)  # [N, T-1, V]
     return logprobs.gather(-1, input_ids[:, 1:].unsqueeze(-1)).squeeze(-1)  # [N, T-1]
 
 
@@ -82,7 +83,7 @@ def sequence_logprobs(
     add_eos: bool = True,
     max_length: int | None = None,
 ) -> torch.Tensor:
-    """Sum over response tokens of log p(token | prefix): [N] float32, on the CPU.
+    """Sum over response tokens of log p(token | prefix): [N] on the CPU (float64 for float64 models, else float32).
 
     Responses are joined to prompts by ``RESPONSE_SEPARATOR`` and end with eos (``add_eos``), as in training.
     """
@@ -102,7 +103,7 @@ def sequence_logprobs(
             ).logits  # [B, T, V]
             per_token = token_logprobs(logits, batch.input_ids.to(device))  # [B, T-1]
             mask = batch.response_mask[:, 1:].to(device)  # [B, T-1]
-            sums.append((per_token * mask).sum(-1).float().cpu())
+            sums.append((per_token * mask).sum(-1).cpu())
     finally:
         model.train(was_training)
     return torch.cat(sums) if sums else torch.zeros(0)

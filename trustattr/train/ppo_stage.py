@@ -74,6 +74,8 @@ def train_ppo(args: PPOArguments, out_dir: str | Path, overwrite: bool = False,
     ``scorer`` replaces the reward model (e.g. a toy reward in tests). The held-out evaluation reports the
     mean raw reward of sampled responses to held-out prompts before and after.
     """
+    if scorer is None and not args.reward_model:
+        raise ValueError("reward_model: expected a reward-model directory (trustattr train rm) or tiny, got ''")
     stage = StageDir(Path(out_dir), "ppo", args.to_dict())
     finished = stage.begin(overwrite=overwrite)
     if finished is not None:

@@ -89,7 +89,7 @@ class StageDir:
         if overwrite and self.root.exists():
             shutil.rmtree(self.root)
         saved_path = self.root / "arguments.json"
-        if saved_path.exists():
+        if saved_path.exists() and self._has_results():
             saved = self._read_json(saved_path)
             if saved.get("kind") != self.kind or saved.get("arguments") != self.arguments:
                 changes = arguments_difference(saved.get("arguments", {}), self.arguments)
@@ -99,7 +99,7 @@ class StageDir:
                     f"'{self.root}' holds a {saved.get('kind')} run with other arguments ({'; '.join(changes)}); "
                     "use another output directory or --overwrite"
                 )
-        else:
+        else:  # nothing to protect yet (no checkpoint, no result): (re)start with these arguments
             write_json(saved_path, {"kind": self.kind, "arguments": self.arguments})
         marker = self.root / "stage.json"
         if not marker.exists():
@@ -114,6 +114,10 @@ class StageDir:
             resumed_from_step=done.get("resumed_from_step"),
             skipped=True,
         )
+
+    def _has_results(self) -> bool:
+        has_checkpoint = self.checkpoints.is_dir() and any(self.checkpoints.glob("checkpoint-*"))
+        return has_checkpoint or (self.root / "stage.json").exists()
 
     def finish(self, result: StageResult) -> StageResult:
         """Write the completion marker (after the model and metrics are in place)."""

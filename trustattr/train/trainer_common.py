@@ -22,7 +22,8 @@ def trainer_arguments(args: StageArguments, output_dir: Path) -> dict[str, Any]:
     """Keyword arguments shared by SFTConfig, DPOConfig and RewardConfig.
 
     On a machine without CUDA this sets ``use_cpu=True``; ``bf16`` follows ``args.bf16`` (trl defaults it to
-    True, which fails on CPU). Checkpoints keep the optimizer so that training can resume.
+    True, which fails on CPU) and so does ``activation_checkpointing`` (trl: on). Checkpoints keep the optimizer
+    so that training can resume.
     """
     return {
         "output_dir": str(output_dir),
@@ -40,6 +41,7 @@ def trainer_arguments(args: StageArguments, output_dir: Path) -> dict[str, Any]:
         "per_device_eval_batch_size": args.batch_size,
         "gradient_accumulation_steps": args.gradient_accumulation_steps,
         "max_grad_norm": args.max_grad_norm,
+        "activation_checkpointing": args.activation_checkpointing,  # trl turns it on by default
         "logging_steps": args.logging_steps,
         "logging_first_step": True,
         "save_strategy": "steps",
