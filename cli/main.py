@@ -42,11 +42,15 @@ from trustattr.cli import bench  # noqa: E402
 from trustattr.cli import score  # noqa: E402
 from trustattr.cli import eval as eval_cli  # noqa: E402
 from trustattr.cli import report as report_cli  # noqa: E402
+from trustattr.cli import train as train_cli  # noqa: E402
+from trustattr.cli import run as run_cli  # noqa: E402
 
 app.add_typer(bench.app, name="bench")
 app.command("score")(score.score)
 app.command("eval")(eval_cli.eval_command)
 app.command("report")(report_cli.report_command)
+app.add_typer(train_cli.app, name="train")
+app.command("run")(run_cli.run_command)
 
 
 def main() -> None:
