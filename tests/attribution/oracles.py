@@ -42,15 +42,16 @@ def row_logprob(logits: torch.Tensor, ids: torch.Tensor, response: torch.Tensor)
 
 
 def pair_rows(tokenizer, pair, max_length=48, max_prompt_length=24):
-    """(ids, mask, response) per row (chosen, rejected), unpadded, built independently of the engine."""
+    """(ids, mask, response) per row (chosen, rejected), each tokenized alone (unpadded) as trustattr.train does."""
+    from trustattr.train.data import fit_pair
+    from trustattr.train.logprobs import tokenize_responses
+
+    fitted = fit_pair(tokenizer, pair, max_length, max_prompt_length)
     out = []
-    p = tokenizer(pair.prompt, add_special_tokens=False)["input_ids"][-max_prompt_length:]
-    for text in (pair.chosen, pair.rejected):
-        r = (tokenizer(" " + text, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id])
-        r = r[: max_length - len(p)]
-        ids = torch.tensor(p + r)[None]
-        response = torch.tensor([False] * len(p) + [True] * len(r))[None]
-        out.append((ids, torch.ones_like(ids), response))
+    for text in (fitted.chosen, fitted.rejected):
+        row = tokenize_responses(tokenizer, [fitted.prompt], [text], add_eos=True, max_length=max_length)
+        assert row.attention_mask.all()
+        out.append((row.input_ids, row.attention_mask, row.response_mask))
     return out
 
 

@@ -8,7 +8,8 @@ import torch.nn.functional as F
 
 from tests.attribution import oracles
 from trustattr.attribution.attributor import Attributor, reference_logprobs
-from trustattr.attribution.loading import load_reward_model, reward_at_last_token
+from trustattr.attribution.loading import load_reward_model
+from trustattr.train.reward import reward_at_last_token
 from trustattr.attribution.losses import make_loss, sequence_logprobs
 from trustattr.attribution.modules import select_modules
 from trustattr.attribution.projector import Projector
@@ -86,17 +87,23 @@ def test_dpo_without_reference_is_an_error(tokenizer, policy):
         loss.losses(policy, loss.encode(tokenizer, PAIRS))
 
 
-def test_reward_loss_is_bradley_terry_at_the_last_token(tokenizer):
+def test_reward_loss_is_bradley_terry_where_training_reads_the_reward(tokenizer):
+    """trustattr.train reads the reward at the last non-pad token (HF pooling); each row alone, unpadded."""
     model = _float64(load_reward_model("tiny"))
     loss = make_loss("reward", **ENC, reward_fn=reward_at_last_token)
+    pad = model.config.pad_token_id
     with torch.no_grad():
         got = loss.losses(model, loss.encode(tokenizer, PAIRS))
         want = []
         for pair in PAIRS:
-            rewards = [model.score(model.model(input_ids=i).last_hidden_state[0, -1])[0]
-                       for i, _, _ in oracles.pair_rows(tokenizer, pair, **ENC)]
-            want.append(-F.logsigmoid(rewards[0] - rewards[1]))
-    torch.testing.assert_close(got, torch.stack(want), rtol=1e-10, atol=1e-12)
+            rewards = []
+            for ids, _, _ in oracles.pair_rows(tokenizer, pair, **ENC):
+                last = int((ids[0] != pad).nonzero().max())  # the reward position: last non-pad token
+                hidden = model.model(input_ids=ids).last_hidden_state[0, last]
+                rewards.append(model.score(hidden)[0])
+            want.append(-F.logsigmoid(rewards[0].float() - rewards[1].float()))
+    # trustattr.train's reward_at_last_token returns float32 rewards (as in training), hence float32 precision
+    torch.testing.assert_close(got, torch.stack(want), rtol=1e-6, atol=1e-7)
 
 
 def test_reward_pair_gradient_is_the_sum_of_its_rows(tokenizer):

@@ -12,7 +12,7 @@ from torch import nn
 from trustattr.errors import ModelNotFoundError
 from trustattr.models import load_model, load_tokenizer
 
-__all__ = ["DTYPE_BY_NAME", "fingerprint", "load_causal_lm", "load_tokenizer"]
+__all__ = ["DTYPE_BY_NAME", "fingerprint", "load_causal_lm", "load_reward_model", "load_tokenizer"]
 
 DTYPE_BY_NAME = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float64": torch.float64}
 
@@ -53,33 +53,10 @@ def fingerprint(model: nn.Module) -> str:
     return digest.hexdigest()
 
 
+
 def load_reward_model(name_or_path: str, dtype: torch.dtype = torch.float32, seed: int = 0) -> nn.Module:
-    """A one-output sequence-classification model (the reward model of the PPO stage); ``tiny`` = random init."""
-    from transformers import AutoModelForSequenceClassification, LlamaForSequenceClassification
+    """The PPO stage's reward model (``trustattr train rm`` output, or ``tiny``), as trustattr.train loads it."""
+    from trustattr.train.loading import load_reward_model as load_rm
 
-    from trustattr.models import resolve_model_path, tiny_model
-
-    if name_or_path == "tiny":
-        config = tiny_model(seed).config
-        config.num_labels = 1
-        state = torch.random.get_rng_state()
-        torch.manual_seed(seed)
-        try:
-            model = LlamaForSequenceClassification(config)
-        finally:
-            torch.random.set_rng_state(state)
-        return model.to(dtype).eval()
-    source = resolve_model_path(name_or_path)
-    try:
-        model = AutoModelForSequenceClassification.from_pretrained(source, num_labels=1, dtype=dtype)
-    except OSError as exc:
-        raise ModelNotFoundError(f"reward model '{name_or_path}' could not be loaded: {exc}") from exc
-    return model.eval()
-
-
-def reward_at_last_token(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """INTERIM (until trustattr.train.reward lands): the reward head on the last attended token -> [R]."""
-    decoder = model.get_decoder() if hasattr(model, "get_decoder") else model.base_model
-    hidden = decoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # [R, T, d]
-    last = attention_mask.sum(1) - 1  # [R] right padding
-    return model.score(hidden[torch.arange(hidden.shape[0]), last])[:, 0]
+    model, _ = load_rm(name_or_path, seed=seed)
+    return model.to(dtype).eval()

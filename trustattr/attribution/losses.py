@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
-from trustattr.attribution.encoding import EncodedRows, encode_rows
+from trustattr.attribution.encoding import EncodedRows, encode_pairs
 
 __all__ = [
     "DPOLoss",
@@ -86,13 +86,12 @@ class PairLoss(ABC):
     def __init__(self, max_length: int, max_prompt_length: int) -> None:
         self.max_length, self.max_prompt_length = max_length, max_prompt_length
 
-    def _encode(self, tokenizer, prompts: Sequence[str], responses: Sequence[str]) -> EncodedRows:
-        return encode_rows(tokenizer, prompts, responses, self.max_length, self.max_prompt_length)
+    def _encode(self, tokenizer, pairs: Sequence, sides: Sequence[str]) -> EncodedRows:
+        return encode_pairs(tokenizer, pairs, sides, self.max_length, self.max_prompt_length)
 
     def encode(self, tokenizer: PreTrainedTokenizerBase, pairs: Sequence, reference: torch.Tensor | None = None) -> LossBatch:
         """Rows chosen_0..chosen_{P-1}, rejected_0..rejected_{P-1}; segments map both to their pair."""
-        prompts = [p.prompt for p in pairs]
-        rows = self._encode(tokenizer, prompts + prompts, [p.chosen for p in pairs] + [p.rejected for p in pairs])
+        rows = self._encode(tokenizer, pairs, ("chosen", "rejected"))
         segments = torch.arange(len(pairs)).repeat(2)  # [2P]
         return LossBatch([p.id for p in pairs], rows, segments, reference)
 
@@ -108,7 +107,7 @@ class SFTLoss(PairLoss):
     name = "sft"
 
     def encode(self, tokenizer, pairs, reference=None) -> LossBatch:
-        rows = self._encode(tokenizer, [p.prompt for p in pairs], [p.chosen for p in pairs])
+        rows = self._encode(tokenizer, pairs, ("chosen",))
         return LossBatch([p.id for p in pairs], rows, None, None)
 
     def losses(self, model, batch) -> torch.Tensor:

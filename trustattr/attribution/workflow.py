@@ -21,9 +21,7 @@ from trustattr.attribution.arguments import ScoreArguments
 from trustattr.attribution.attributor import Attributor, reference_logprobs
 from trustattr.attribution.checkpoints import CheckpointInfo, list_checkpoints, load_adam_state
 from trustattr.attribution.distributed import Topology, rank_shards
-from trustattr.attribution.loading import (
-    DTYPE_BY_NAME, fingerprint, load_causal_lm, load_reward_model, load_tokenizer, reward_at_last_token,
-)
+from trustattr.attribution.loading import DTYPE_BY_NAME, fingerprint, load_causal_lm, load_reward_model, load_tokenizer
 from trustattr.attribution.losses import PairLoss, make_loss
 from trustattr.attribution.methods import METHOD_REGISTRY, FeatureSet
 from trustattr.attribution.modules import select_modules
@@ -33,6 +31,7 @@ from trustattr.attribution.store import FeatureStore
 from trustattr.attribution.trust_side import TestSide, paper_test_pairs, target_test_side
 from trustattr.errors import DataError
 from trustattr.preference_data import load_preference_pairs
+from trustattr.train.reward import reward_at_last_token
 
 __all__ = ["StateFeatures", "Workflow"]
 

@@ -89,7 +89,7 @@ def _bench_model(name: str, args: AttributionBenchArguments, log: Callable[[str]
             start = time.perf_counter()
             fn()
             samples[key].append(time.perf_counter() - start)
-    tokens = sum(b.rows.num_tokens for b in batches)
+    tokens = sum(int(b.rows.attention_mask.sum()) for b in batches)
     result = {"model": name, "pairs": len(pairs), "tokens": tokens, "modules": len(modules),
               "feature_dim": attributor.projector.dim,
               "pairs_per_s": {key: len(pairs) / statistics.median(v) for key, v in samples.items()},
