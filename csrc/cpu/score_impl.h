@@ -61,6 +61,9 @@ namespace {
 constexpr int64_t kScoreRows = 64;   // rows per score block (converted together)
 constexpr int64_t kTopkRows = 256;   // rows per topk block
 constexpr int kQueryGroup = 8;       // queries per register tile
+constexpr int64_t kQueryBlock = 64;  // queries per block when they do not fit in cache
+constexpr int64_t kQueryCacheBytes = 256 * 1024;  // queries (of a block) that count as cached
+constexpr int64_t kSpan = 512;       // columns per span of the blocked path (a multiple of L)
 
 template <typename T>
 inline T hsum(typename VecOf<T>::type v) {
@@ -80,20 +83,22 @@ inline typename VecOf<T>::type load_partial(const T* x, int64_t count) {
   return v;
 }
 
-// out[r * ldo + q] = <rows[r], query[q]> over k columns; query rows have
-// stride ldq and are zero-padded to a multiple of L. When `next` is given, the
-// rows of the next tile are prefetched (non-temporal hint) one line per step:
-// train rows are often exactly one page, where the hardware streamer restarts.
+// acc[r * MQ + q] += the lane products of rows[r] and query row q over columns
+// [j0, j1) (j0 a multiple of L; a partial last vector only when j1 == k). Query
+// rows have stride ldq and are zero-padded to a multiple of L. When `next` is
+// given, the rows of the next tile are prefetched (non-temporal hint), one line
+// per step: train rows are often exactly one page, where the hardware streamer
+// restarts. Spans continue the same chains, so any split of [0, k) into spans
+// gives the same bits.
 template <typename T, int RW, int MQ>
-void dot_tile(int64_t k, const T* const* rows, const T* const* next, const T* query, int64_t ldq,
-              T* out, int64_t ldo) {
+void dot_span(int64_t j0, int64_t j1, const T* const* rows, const T* const* next, const T* query,
+              int64_t ldq, typename VecOf<T>::type* acc_io) {
   using V = typename VecOf<T>::type;
   constexpr int L = VecOf<T>::lanes;
   V acc[RW][MQ];
-  for (int r = 0; r < RW; ++r)
-    for (int q = 0; q < MQ; ++q) acc[r][q] = V{};
-  const int64_t full = k / L * L;
-  for (int64_t j = 0; j < full; j += L) {
+  memcpy(acc, acc_io, sizeof(acc));
+  const int64_t full = j0 + (j1 - j0) / L * L;
+  for (int64_t j = j0; j < full; j += L) {
     if (next != nullptr)
       for (int r = 0; r < RW; ++r) __builtin_prefetch(next[r] + j, 0, 0);
     V x[RW];
@@ -104,32 +109,46 @@ void dot_tile(int64_t k, const T* const* rows, const T* const* next, const T* qu
       for (int r = 0; r < RW; ++r) acc[r][q] += x[r] * y;
     }
   }
-  if (full < k) {
+  if (full < j1) {
     V x[RW];
-    for (int r = 0; r < RW; ++r) x[r] = load_partial<T>(rows[r] + full, k - full);
+    for (int r = 0; r < RW; ++r) x[r] = load_partial<T>(rows[r] + full, j1 - full);
     for (int q = 0; q < MQ; ++q) {
       V y;
       memcpy(&y, query + q * ldq + full, sizeof(V));
       for (int r = 0; r < RW; ++r) acc[r][q] += x[r] * y;
     }
   }
-  for (int r = 0; r < RW; ++r)
-    for (int q = 0; q < MQ; ++q) out[r * ldo + q] = hsum<T>(acc[r][q]);
+  memcpy(acc_io, acc, sizeof(acc));
 }
 
 template <typename T, int RW>
-void dot_tile_queries(int mq, int64_t k, const T* const* rows, const T* const* next, const T* query,
-                      int64_t ldq, T* out, int64_t ldo) {
+void dot_span_queries(int mq, int64_t j0, int64_t j1, const T* const* rows, const T* const* next,
+                      const T* query, int64_t ldq, typename VecOf<T>::type* acc) {
   switch (mq) {
-    case 1: return dot_tile<T, RW, 1>(k, rows, next, query, ldq, out, ldo);
-    case 2: return dot_tile<T, RW, 2>(k, rows, next, query, ldq, out, ldo);
-    case 3: return dot_tile<T, RW, 3>(k, rows, next, query, ldq, out, ldo);
-    case 4: return dot_tile<T, RW, 4>(k, rows, next, query, ldq, out, ldo);
-    case 5: return dot_tile<T, RW, 5>(k, rows, next, query, ldq, out, ldo);
-    case 6: return dot_tile<T, RW, 6>(k, rows, next, query, ldq, out, ldo);
-    case 7: return dot_tile<T, RW, 7>(k, rows, next, query, ldq, out, ldo);
-    default: return dot_tile<T, RW, 8>(k, rows, next, query, ldq, out, ldo);
+    case 1: return dot_span<T, RW, 1>(j0, j1, rows, next, query, ldq, acc);
+    case 2: return dot_span<T, RW, 2>(j0, j1, rows, next, query, ldq, acc);
+    case 3: return dot_span<T, RW, 3>(j0, j1, rows, next, query, ldq, acc);
+    case 4: return dot_span<T, RW, 4>(j0, j1, rows, next, query, ldq, acc);
+    case 5: return dot_span<T, RW, 5>(j0, j1, rows, next, query, ldq, acc);
+    case 6: return dot_span<T, RW, 6>(j0, j1, rows, next, query, ldq, acc);
+    case 7: return dot_span<T, RW, 7>(j0, j1, rows, next, query, ldq, acc);
+    default: return dot_span<T, RW, 8>(j0, j1, rows, next, query, ldq, acc);
   }
+}
+
+// One tile (rw <= 2 rows x mq <= 8 queries) over columns [j0, j1).
+template <typename T>
+void dot_span_tile(int rw, int mq, int64_t j0, int64_t j1, const T* const* rows, const T* const* next,
+                   const T* query, int64_t ldq, typename VecOf<T>::type* acc) {
+  if (rw == 2) dot_span_queries<T, 2>(mq, j0, j1, rows, next, query, ldq, acc);
+  else dot_span_queries<T, 1>(mq, j0, j1, rows, next, query, ldq, acc);
+}
+
+// out[r * ldo + q] = hsum(acc[r * mq + q]).
+template <typename T>
+void finish_tile(int rw, int mq, const typename VecOf<T>::type* acc, T* out, int64_t ldo) {
+  for (int r = 0; r < rw; ++r)
+    for (int q = 0; q < mq; ++q) out[r * ldo + q] = hsum<T>(acc[r * mq + q]);
 }
 
 // <x[lo, hi), y[lo, hi)> and <x[lo, hi), x[lo, hi)> by the dot sequence above.
@@ -171,26 +190,63 @@ inline double cosine(double dot, double xx, double qq) {
 
 // out[r * ldo + q] = score of row r against query q, q < m (query_norms: <q, q>).
 template <typename T>
+void normalize_rows(const ScoreArgs& a, const T* const* rows, int64_t r0, int64_t r1, const T* query_norms,
+                    T* out, int64_t ldo) {
+  for (int64_t i = r0; i < r1; ++i) {
+    const double xx = span_dot<T>(rows[i], rows[i], 0, a.k);
+    for (int64_t q = 0; q < a.m; ++q) out[i * ldo + q] = static_cast<T>(cosine(out[i * ldo + q], xx, query_norms[q]));
+  }
+}
+
+// Scores of rows[0 .. nrows) against every query: out[r * ldo + q].
+//  * queries that fit in cache (the usual few queries): one pass over each row pair,
+//    every query group in turn while the pair sits in L1, the next pair prefetched;
+//  * else (many long queries, e.g. a Gram matrix): blocks of 64 queries and spans of
+//    kSpan columns, the tiles' SIMD accumulators kept in a buffer between spans, so a
+//    span of rows and queries is reused from cache. Both run the same dot sequence.
+template <typename T>
 void score_rows(const ScoreArgs& a, const T* const* rows, int64_t nrows, const T* query_norms, T* out,
                 int64_t ldo) {
+  using V = typename VecOf<T>::type;
   const T* query = static_cast<const T*>(a.query);
-  for (int64_t r = 0; r < nrows; r += 2) {
-    const bool pair = r + 2 <= nrows;
-    const T* const* next = r + 4 <= nrows ? rows + r + 2 : nullptr;
-    for (int64_t q0 = 0; q0 < a.m; q0 += kQueryGroup) {  // rows stay in L1 across query groups
-      const int mq = static_cast<int>(a.m - q0 < kQueryGroup ? a.m - q0 : kQueryGroup);
-      const T* qp = query + q0 * a.query_stride;
-      const T* const* pf = q0 == 0 ? next : nullptr;
-      if (pair) dot_tile_queries<T, 2>(mq, a.k, rows + r, pf, qp, a.query_stride, out + r * ldo + q0, ldo);
-      else dot_tile_queries<T, 1>(mq, a.k, rows + r, pf, qp, a.query_stride, out + r * ldo + q0, ldo);
+  const int64_t ldq = a.query_stride;
+  if (imin(a.m, kQueryBlock) * a.k * static_cast<int64_t>(sizeof(T)) <= kQueryCacheBytes) {
+    for (int64_t r = 0; r < nrows; r += 2) {
+      const int rw = r + 2 <= nrows ? 2 : 1;
+      const T* const* next = r + 4 <= nrows ? rows + r + 2 : nullptr;
+      for (int64_t q0 = 0; q0 < a.m; q0 += kQueryGroup) {
+        const int mq = static_cast<int>(imin(kQueryGroup, a.m - q0));
+        V acc[2 * kQueryGroup] = {};
+        dot_span_tile<T>(rw, mq, 0, a.k, rows + r, q0 == 0 ? next : nullptr, query + q0 * ldq, ldq, acc);
+        finish_tile<T>(rw, mq, acc, out + r * ldo + q0, ldo);
+      }
+      if (a.normalize) normalize_rows<T>(a, rows, r, r + rw, query_norms, out, ldo);
     }
-    if (a.normalize)
-      for (int64_t i = r; i < (pair ? r + 2 : r + 1); ++i) {
-        const double xx = span_dot<T>(rows[i], rows[i], 0, a.k);
-        for (int64_t q = 0; q < a.m; ++q)
-          out[i * ldo + q] = static_cast<T>(cosine(out[i * ldo + q], xx, query_norms[q]));
+    return;
+  }
+  const int64_t pairs = ceil_div(nrows, 2), groups_per_block = kQueryBlock / kQueryGroup;
+  Buffer<V> acc(pairs * groups_per_block * 2 * kQueryGroup, V{});
+  for (int64_t qb = 0; qb < a.m; qb += kQueryBlock) {
+    const int64_t groups = ceil_div(imin(kQueryBlock, a.m - qb), kQueryGroup);
+    for (int64_t i = 0; i < pairs * groups_per_block * 2 * kQueryGroup; ++i) acc[i] = V{};
+    for (int64_t j0 = 0; j0 < a.k; j0 += kSpan) {
+      const int64_t j1 = imin(a.k, j0 + kSpan);
+      for (int64_t g = 0; g < groups; ++g) {
+        const int64_t q0 = qb + g * kQueryGroup;
+        const int mq = static_cast<int>(imin(kQueryGroup, a.m - q0));
+        for (int64_t p = 0; p < pairs; ++p)
+          dot_span_tile<T>(2 * p + 2 <= nrows ? 2 : 1, mq, j0, j1, rows + 2 * p, nullptr, query + q0 * ldq, ldq,
+                           &acc[(p * groups_per_block + g) * 2 * kQueryGroup]);
+      }
+    }
+    for (int64_t p = 0; p < pairs; ++p)
+      for (int64_t g = 0; g < groups; ++g) {
+        const int64_t q0 = qb + g * kQueryGroup;
+        finish_tile<T>(2 * p + 2 <= nrows ? 2 : 1, static_cast<int>(imin(kQueryGroup, a.m - q0)),
+                       &acc[(p * groups_per_block + g) * 2 * kQueryGroup], out + 2 * p * ldo + q0, ldo);
       }
   }
+  if (a.normalize) normalize_rows<T>(a, rows, 0, nrows, query_norms, out, ldo);
 }
 
 template <typename T>

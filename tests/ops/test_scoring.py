@@ -33,6 +33,18 @@ def test_score_matches_reference(dtype, normalize, N, M, k, gen):
         assert out.abs().max() <= 1 + 1e-6
 
 
+def test_many_long_queries_give_the_same_bits_as_one_at_a_time(gen):
+    # 70 queries x 1200 columns exceed the cache budget: the kernel switches to 512-column spans
+    # with accumulators kept between spans; a single query streams. Same dot sequence, same bits.
+    train = torch.randn(37, 1200, generator=gen)
+    query = torch.randn(70, 1200, generator=gen)
+    for normalize in (False, True):
+        many = ops.score(train, query, normalize)
+        for q in (0, 9, 64, 69):
+            assert torch.equal(many[:, q], ops.score(train, query[q:q + 1], normalize)[:, 0])
+        assert rel_err(many, reference.score(train, query, normalize)) < 2e-6
+
+
 def test_mixed_dtypes_compute_in_the_wider_one(gen):
     train = torch.randn(40, 33, generator=gen).to(torch.float16)
     query = torch.randn(2, 33, generator=gen)
