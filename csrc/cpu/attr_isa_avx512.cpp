@@ -7,6 +7,7 @@
 #include "sketch_cpu_impl.h"
 #include "grad_sketch_impl.h"
 #include "score_impl.h"
+#include "datainf_impl.h"
 #include "attr_isa_entry.h"
 TA_ATTR_DEFINE_ENTRY_POINTS(avx512, attr_avx512)
 #endif

@@ -1,52 +1,64 @@
 // CPU kernels of project_factored and project_outer: sketches of a linear
 // layer's per-sample gradient G_n = sum_t g[n,t] a[n,t]^T ([d_out, d_in]) that
-// never form G_n. Included (after sketch_cpu_impl.h, whose panel generator,
-// packing and helpers they reuse) by the attr_isa_*.cpp files only, once per
-// instruction set; everything lives in namespace TA_ISA_NS.
+// never form G_n. Included (after sketch_cpu_impl.h, whose helpers they reuse)
+// by the attr_isa_*.cpp files only, once per instruction set; everything lives
+// in namespace TA_ISA_NS.
 //
-// Building block: micro_acc<MR>, a register-blocked GEMM micro-kernel that
-// ACCUMULATES into C in memory: C[r, c] += sum_p A[p*lda + r] * B[p*ldb + c]
-// for MR rows and NR = two SIMD vectors of columns. Loading C, running the
-// FMA chain and storing C back is bit-identical to one longer chain, so every
-// output entry below is ONE sequential chain of fused multiply-adds over its
-// whole reduction (tokens, then features, in order). Results therefore never
-// depend on the batch size, the thread count, or any tile or chunk size here.
+// Building block: micro<MR, NV>, a register-blocked GEMM micro-kernel that
+// ACCUMULATES into C in memory: C[r, c] += sum_p A(p, r) * B[p*ldb + c] for
+// MR <= 6 rows and NV <= 4 SIMD vectors of columns (a "panel" of W = 4L
+// columns: 64 floats / 32 doubles). A(p, r) is read in place, either as rows
+// (a[r*sa + p]: tokens of a sample, rows of a tile) or as columns (a[p*sa + r]:
+// g[t, o0 + r], or a token's projected values). Loading C, running the FMA chain
+// and storing C back is bit-identical to one longer chain, so EVERY OUTPUT
+// ENTRY BELOW IS ONE SEQUENTIAL CHAIN OF FMAs over its whole reduction, in a
+// fixed order. Results never depend on the batch size, the thread count, or any
+// tile/chunk size; the AVX-512 and AVX2 builds agree bit for bit (the baseline
+// build has no FMA and differs by rounding). A CUDA port that keeps each
+// output's chain order sequential reproduces them too.
+//
+// Random matrices: rademacher, unscaled +-1 while accumulating, the scale applied
+// once at the end. Entry (f, j) = sign bit j % 64 of word(row_key(f), j / 64)
+// (sketch_rng.h); a float panel of 64 columns is exactly one 64-bit word.
 //
 // project_factored (LoGra / Kronecker sketch), per call:
-//   0. R_in [d_in, k_in] and R_out [d_out, k_out] (rademacher +-1, unscaled;
-//      seeds derive_seed(seed, 0) and derive_seed(seed, 1), feature offset 0)
-//      are generated once into panel layout [panel][d][NR] (a few hundred KB,
-//      stays in L2) and shared by every sample.
-//   1. Per slab of samples (slab sized so its projected tokens fit ~8 MB):
-//      work item = (sample, factor a|g, block of 48 tokens): pack the tokens
-//      (any input dtype -> float/double) 12 rows at a time, chunk of 256
-//      features, and run micro_acc against the R panels:
-//        GA[n, t, :] = sum_i a[n,t,i] R_in[i, :]     (chain over i)
-//        GG[n, t, :] = sum_o g[n,t,o] R_out[o, :]    (chain over o)
-//   2. Work item = (block of <= 12 rows o of the k_out x k_in result, panel
-//      of NR columns i): for every sample n of the slab in increasing order,
-//        acc[seg(n), o, i] += sum_t GG[n, t, o] GA[n, t, i]   (chain over t)
-//      with seg(n) = segments[n] (or n). Samples of one segment continue the
-//      same chain, exactly as if their tokens were concatenated.
-//   3. out = acc * 1/sqrt(k_in k_out);  out[r, o*k_in + i].
-//   Cost: 2 N T k (d_in + d_out) + 2 N T k_out k_in FLOPs; a and g read once.
+//   0. R_in [d_in, k_in] (seed derive_seed(seed, 0)) and R_out [d_out, k_out]
+//      (derive_seed(seed, 1)), feature offset 0, are generated once in panel
+//      layout [panel][f][W] and shared by all samples (L2-resident).
+//   1. Per slab of samples (sized so their projected tokens fit ~8 MB), work
+//      item = (sample n, factor a|g, block of 48 tokens); for each chunk of 1024
+//      features, each block of <= 6 tokens (read in place; bf16/fp16 rows are
+//      converted into a small buffer first) and each panel:
+//        GA[n, t, j] = sum_f a[n,t,f] R_in[f, j]      (chain over f = 0..d_in-1)
+//        GG[n, t, j] = sum_f g[n,t,f] R_out[f, j]     (chain over f = 0..d_out-1)
+//   2. Work item = (block of <= 6 rows o, panel of columns i); for every sample
+//      n of the slab in increasing order (slabs in order):
+//        acc[seg(n), o, i] += sum_t GG[n, t, o] GA[n, t, i]  (chain over t)
+//      seg(n) = segments[n], or n. Rows of one segment continue the same chain,
+//      exactly as if their tokens were concatenated in row order.
+//   3. out[r, o*k_in + i] = acc[r, o, i] / sqrt(k_in k_out).
+//   Cost: 2 N T (d_in k_in + d_out k_out) + 2 N T k_out k_in FLOPs; a and g are
+//   read once; extra memory: the slab's GA/GG (<= ~8 MB) and the R panels.
 //
 // project_outer (exact dense JL of vec(G_n), rademacher, = project(G.flatten(1),
-// k, seed, feature_offset=...) up to rounding), per slab of <= 48 output rows:
-//   for each block of OB rows o of G (OB*d_in ~ 4096 features, "the tile"):
-//     A. work item = (output row u, <= 12 rows o): for each input row n of u
-//        (ascending), chunk of tokens: micro_acc with A = g[n, t, o] (lda =
-//        token stride), B = a[n, t, i0:i0+NR]:
-//          tile[u, (o-o0)*d_in + i] += sum_t g[n,t,o] a[n,t,i]    (chain over n, t)
-//        Inputs that are not float/double, or a ragged last panel of d_in,
-//        are staged (converted, zero-padded) one token chunk at a time.
-//     B. work item = group of 256 output columns: for each chunk of 256 tile
-//        features, pack the tile rows, generate the random panel of each NR
-//        columns (panel_forward: feature index feature_offset + o*d_in + i,
-//        exactly project's matrix), and micro_acc into acc[u, j] (chain over
-//        all features in order).
-//   then out = acc / sqrt(k). Extra memory: the tile (48 x ~4096 values) and
-//   per-thread packing buffers -- never N x d_out x d_in.
+// k, seed, feature_offset) up to rounding; feature of G[o, i] is o*d_in + i):
+//   Threads form a fixed grid of row teams x column teams (outer_grid: the grid
+//   with the least repeated work); a thread owns output rows [u_lo, u_hi) and
+//   column panels [p_lo, p_hi) and never synchronizes until the end. For each
+//   slab of <= 48 of its output rows and each block of OB rows o of G
+//   (OB*d_in ~ 6144 features, OB a multiple of 6 when possible):
+//     A. the tile: for each output row u, each block of <= 6 rows o, each input
+//        row n of u (ascending), each chunk of tokens:
+//          tile[u, (o-o0)*d_in + i] += sum_t g[n,t,o] a[n,t,i]   (chain over n, t)
+//        micro with A(p=t, r=o) = g[n, t, o] in place and B = a[n, t, i0 : i0+W]
+//        in place (a ragged last panel of d_in, or bf16/fp16 inputs, staged).
+//     B. for each chunk of 128 tile features: row keys of the absolute features
+//        feature_offset + o0*d_in + f; for each owned panel: generate the W-column
+//        sign panel [128][W] (rademacher_panel), then for each block of <= 6 tile
+//        rows (read in place): acc[u, j] += sum_f tile[u, f] R[f, j]
+//        (chain over all features of G in order: o, then i).
+//   then out = acc / sqrt(k). Extra memory: one tile per thread (<= 48 x ~6144
+//   values) and a 128 x W panel -- never N x d_out x d_in.
 #pragma once
 
 #include <omp.h>
@@ -55,7 +67,7 @@
 
 #include <cstdint>
 
-#include "attr_cpu.h"
+#include "attr_common_impl.h"
 
 #ifndef TA_ISA_NS
 #error "define TA_ISA_NS before including grad_sketch_impl.h"
@@ -64,211 +76,11 @@
 namespace trustattr::cpu::TA_ISA_NS {
 namespace {
 
-constexpr int64_t kTokenBlock = 48;              // tokens per phase-1 item (4 row blocks of 12)
+constexpr int64_t kTokenBlock = 48;              // tokens per phase-1 item (8 row blocks of 6)
 constexpr int64_t kFactorSlabBytes = 8 << 20;    // projected tokens kept per slab of samples
 constexpr int64_t kTileFeatures = 6144;          // features (o, i) per tile row (project_outer)
 constexpr int64_t kOuterSlab = 48;               // output rows per slab (project_outer)
 constexpr int64_t kStageElems = 1 << 15;         // elements per staged token chunk
-
-// Everything here is compiled under a target pragma: no std:: template may be
-// instantiated with non-local types (std::vector<double>, std::min<long>...),
-// or the linker could hand this instruction set's copy to code that runs on
-// any CPU. These helpers (internal linkage) replace them.
-inline int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
-inline int64_t imax(int64_t a, int64_t b) { return a > b ? a : b; }
-
-// An owned, 64-byte aligned array filled with `fill`.
-template <typename T>
-struct Buffer {
-  T* data;
-  Buffer(int64_t count, T fill) : data(scratch<T>(count)) {
-    for (int64_t i = 0; i < count; ++i) data[i] = fill;
-  }
-  ~Buffer() { free(data); }
-  Buffer(const Buffer&) = delete;
-  Buffer& operator=(const Buffer&) = delete;
-  T& operator[](int64_t i) { return data[i]; }
-  const T& operator[](int64_t i) const { return data[i]; }
-};
-
-// ------------------------------------------------------------ micro-kernels
-
-// Columns per panel: four SIMD vectors (64 floats, 32 doubles).
-template <typename T>
-constexpr int64_t wide_width() { return 4 * VecOf<T>::lanes; }
-
-constexpr int kRowsMR = 6;  // rows per micro-kernel call: 6 x 4 vectors = 24 accumulators
-
-// C[r, 0:NV*L] += sum_{p < kc} A(p, r) * B[p*ldb + 0:NV*L] for r < MR (C row stride ldc).
-// A(p, r) = a[r*sa + p] when RowsA (rows read in place, e.g. tokens of a sample),
-// else a[p*sa + r] (e.g. a token's projected values, or g[t, o0 + r]).
-template <typename T, int MR, int NV, bool RowsA>
-void micro(int64_t kc, const T* __restrict a, int64_t sa, const T* __restrict b, int64_t ldb,
-           T* __restrict c, int64_t ldc) {
-  using V = typename VecOf<T>::type;
-  constexpr int L = VecOf<T>::lanes;
-  V acc[MR][NV];
-  for (int r = 0; r < MR; ++r)
-    for (int v = 0; v < NV; ++v) memcpy(&acc[r][v], c + r * ldc + v * L, sizeof(V));
-  const T* rows[MR];
-  for (int r = 0; r < MR; ++r) rows[r] = RowsA ? a + r * sa : a + r;
-  for (int64_t p = 0; p < kc; ++p) {
-    V bv[NV];
-    for (int v = 0; v < NV; ++v) memcpy(&bv[v], b + p * ldb + v * L, sizeof(V));
-    for (int r = 0; r < MR; ++r) {
-      const T x = RowsA ? rows[r][p] : rows[r][p * sa];
-      for (int v = 0; v < NV; ++v) acc[r][v] += x * bv[v];
-    }
-  }
-  for (int r = 0; r < MR; ++r)
-    for (int v = 0; v < NV; ++v) memcpy(c + r * ldc + v * L, &acc[r][v], sizeof(V));
-}
-
-template <typename T, int NV, bool RowsA>
-void micro_mr(int mr, int64_t kc, const T* a, int64_t sa, const T* b, int64_t ldb, T* c, int64_t ldc) {
-  switch (mr) {
-    case 1: return micro<T, 1, NV, RowsA>(kc, a, sa, b, ldb, c, ldc);
-    case 2: return micro<T, 2, NV, RowsA>(kc, a, sa, b, ldb, c, ldc);
-    case 3: return micro<T, 3, NV, RowsA>(kc, a, sa, b, ldb, c, ldc);
-    case 4: return micro<T, 4, NV, RowsA>(kc, a, sa, b, ldb, c, ldc);
-    case 5: return micro<T, 5, NV, RowsA>(kc, a, sa, b, ldb, c, ldc);
-    default: return micro<T, 6, NV, RowsA>(kc, a, sa, b, ldb, c, ldc);
-  }
-}
-
-// One panel of `width` <= wide_width columns: the fewest vectors that cover it. B must be
-// readable for those vectors; C is read and written for `width` columns only (through a
-// temporary when width is not a whole number of vectors; values pass through exactly).
-template <typename T, bool RowsA>
-void micro_panel(int mr, int64_t kc, const T* a, int64_t sa, const T* b, int64_t ldb, T* c,
-                 int64_t ldc, int64_t width) {
-  constexpr int L = VecOf<T>::lanes;
-  const int nv = static_cast<int>(ceil_div(width, L));
-  T* dst = c;
-  int64_t ld = ldc;
-  alignas(64) T tmp[kRowsMR * 4 * L];
-  if (width % L != 0) {
-    for (int r = 0; r < mr; ++r)
-      for (int64_t j = 0; j < nv * L; ++j) tmp[r * nv * L + j] = j < width ? c[r * ldc + j] : T(0);
-    dst = tmp;
-    ld = nv * L;
-  }
-  switch (nv) {
-    case 1: micro_mr<T, 1, RowsA>(mr, kc, a, sa, b, ldb, dst, ld); break;
-    case 2: micro_mr<T, 2, RowsA>(mr, kc, a, sa, b, ldb, dst, ld); break;
-    case 3: micro_mr<T, 3, RowsA>(mr, kc, a, sa, b, ldb, dst, ld); break;
-    default: micro_mr<T, 4, RowsA>(mr, kc, a, sa, b, ldb, dst, ld); break;
-  }
-  if (dst == tmp)
-    for (int r = 0; r < mr; ++r)
-      for (int64_t j = 0; j < width; ++j) c[r * ldc + j] = tmp[r * ld + j];
-}
-
-// Unscaled rademacher signs of R[features, j0 : j0 + wide_width] for the row keys of
-// kc features: bp[p * W + c] = +-1 (sketch_rng.h: bit j % 64 of word(d, j / 64)).
-// j0 is a multiple of W, so one 64-bit word serves a whole float panel.
-template <typename T>
-void rademacher_panel(const uint64_t* rkeys, int64_t kc, int64_t j0, T* bp) {
-  using V = typename VecOf<T>::type;
-  using B = typename VecOf<T>::bits;
-  using Lane = typename VecOf<T>::lane_t;
-  constexpr int L = VecOf<T>::lanes;
-  constexpr int64_t W = wide_width<T>();
-  constexpr int kSignShift = sizeof(Lane) * 8 - 1;
-  constexpr Lane one = VecOf<T>::one_bits;
-  constexpr uint64_t lane_mask = (1ULL << L) - 1;
-  B lane;
-  for (int i = 0; i < L; ++i) lane[i] = static_cast<Lane>(i);
-  const int shift = static_cast<int>(j0 & 63);
-  for (int64_t p = 0; p < kc; ++p) {
-    const uint64_t w = word_of(rkeys[p], j0 >> 6) >> shift;
-    for (int v = 0; v < 4; ++v) {
-      const B bits = B{} + static_cast<Lane>((w >> (v * L)) & lane_mask);
-      const B signs = ((bits >> lane) << kSignShift) | one;
-      V out;
-      memcpy(&out, &signs, sizeof(V));
-      memcpy(bp + p * W + v * L, &out, sizeof(V));
-    }
-  }
-}
-
-// Rows [0, rows) split into ceil(rows / kRowsMR) nearly equal micro-kernel blocks.
-struct RowBlocks {
-  int64_t rows, count;
-  explicit RowBlocks(int64_t r) : rows(r), count(ceil_div(r, kRowsMR)) {}
-  int64_t begin(int64_t b) const { return b * rows / count; }
-  int size(int64_t b) const { return static_cast<int>(begin(b + 1) - begin(b)); }
-};
-
-template <Elem E>
-inline const void* elem_ptr(const void* base, int64_t offset) {
-  return static_cast<const char*>(base) + offset * elem_size<E>();
-}
-
-template <Elem E, typename T>
-constexpr bool is_native() {
-  return (E == Elem::kF32 && sizeof(T) == 4) || (E == Elem::kF64 && sizeof(T) == 8);
-}
-
-inline int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
-
-// dst[i] = element `offset + i` of src converted to T, i < count; 16 at a time for the
-// common conversions (bf16 -> float is a shift, fp16 -> float uses F16C when compiled in).
-template <Elem E, typename T>
-void convert_run(const void* src, int64_t offset, int64_t count, T* dst) {
-  int64_t i = 0;
-  if constexpr (sizeof(T) == 4 && (E == Elem::kBF16 || E == Elem::kF16)) {
-    typedef uint16_t H __attribute__((vector_size(32)));
-    typedef uint32_t U __attribute__((vector_size(64)));
-    typedef float F __attribute__((vector_size(64)));
-    const uint16_t* s = static_cast<const uint16_t*>(src) + offset;
-    for (; i + 16 <= count; i += 16) {
-      H h;
-      memcpy(&h, s + i, sizeof(H));
-      F f;
-      if constexpr (E == Elem::kBF16) {
-        const U u = __builtin_convertvector(h, U) << 16;
-        memcpy(&f, &u, sizeof(F));
-      } else {
-#if defined(__F16C__)
-        typedef _Float16 HF __attribute__((vector_size(32)));
-        HF hf;
-        memcpy(&hf, &h, sizeof(HF));
-        f = __builtin_convertvector(hf, F);
-#else
-        for (int l = 0; l < 16; ++l) f[l] = half_to_float(h[l]);
-#endif
-      }
-      memcpy(dst + i, &f, sizeof(F));
-    }
-  }
-  for (; i < count; ++i) dst[i] = load_elem<E, T>(src, offset + i);
-}
-
-// Converts `rows` rows of `count` contiguous elements (source row stride sr) into dst
-// (row stride ld), zero-filling columns [count, ld).
-template <Elem E, typename T>
-void stage_rows(const void* src, int64_t sr, int64_t rows, int64_t count, T* dst, int64_t ld) {
-  for (int64_t r = 0; r < rows; ++r) {
-    T* d = dst + r * ld;
-    convert_run<E, T>(src, r * sr, count, d);
-    for (int64_t i = count; i < ld; ++i) d[i] = T(0);
-  }
-}
-
-// Unscaled rademacher panels of R [d, k] (features 0..d-1): out[(panel*d + p)*W + c].
-template <typename T>
-T* rademacher_panels(int64_t seed, int64_t d, int64_t k) {
-  constexpr int64_t W = wide_width<T>();
-  const int64_t panels = ceil_div(k, W);
-  T* out = scratch<T>(panels * d * W);
-  uint64_t* rkeys = scratch<uint64_t>(d);
-  const uint64_t key = seed_key(seed, SketchKind::kRademacher);
-  for (int64_t p = 0; p < d; ++p) rkeys[p] = row_key(key, p);
-  for (int64_t panel = 0; panel < panels; ++panel) rademacher_panel<T>(rkeys, d, panel * W, out + panel * d * W);
-  free(rkeys);
-  return out;
-}
 
 // ---------------------------------------------------------- project_factored
 

@@ -1,6 +1,6 @@
-// CPU kernels of score, topk_score and datainf_scores: streaming passes over
-// the rows of a train feature matrix [N, k] (possibly a memory-mapped file)
-// against a few query rows. Included after sketch_cpu_impl.h by the
+// CPU kernels of score and topk_score: streaming passes over the rows of a
+// train feature matrix [N, k] (possibly a memory-mapped file) against query
+// rows; datainf_impl.h builds on them. Included after sketch_cpu_impl.h by the
 // attr_isa_*.cpp files only, once per instruction set.
 //
 // Dot products. <x, q> of a train row and a query row is ONE fixed sequence:
@@ -30,14 +30,6 @@
 // first at the end, so the result is the exact top-k under that order,
 // whatever the thread count. Extra memory: O(threads * (M * topk + 256 * (M + k))).
 //
-// datainf_scores (paper.md 4.1), rows in fixed chunks of C = max(4096, ceil(N / 256))
-// rows (a function of N only; per-chunk partial sums are reduced in chunk order):
-//   pass 0 (only when damping is None): S_l = sum_i ||g_il||^2;
-//          lambda_l = 0.1 * S_l / (N * |block l|).
-//   pass 1: per row i and block l: s = ||g_il||^2, d = <v_l, g_il>,
-//          c = d / (lambda_l + s) (double); w_l += c * g_il.
-//          h_l = (N v_l - w_l) / (N lambda_l)   (h_l = 0 for an all-zero block)
-//   pass 2: score_i = -<h, g_i>  (one dot per row over all k columns).
 #pragma once
 
 #include <math.h>
@@ -49,7 +41,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "grad_sketch_impl.h"  // Buffer, imin, imax
+#include "attr_common_impl.h"
 
 #ifndef TA_ISA_NS
 #error "define TA_ISA_NS before including score_impl.h"
@@ -360,93 +352,6 @@ void topk_typed(const TopkArgs& t) {
   }
 }
 
-// ---------------------------------------------------------- datainf_scores
-
-template <Elem E, typename T>
-void datainf_typed(const DatainfArgs& di) {
-  const ScoreArgs& a = di.s;
-  const int64_t n = a.n, k = a.k, L = di.num_blocks;
-  const int64_t* bounds = di.blocks;
-  const int64_t chunk = imax(4096, ceil_div(n, 256));
-  const int64_t chunks = ceil_div(n, chunk);
-  const int nt = a.num_threads;
-  const T* v = static_cast<const T*>(a.query);
-  const bool stage_rows_needed = !is_native<E, T>();
-
-  // Runs body(i, row) for every row of chunk c (rows converted to T when needed).
-  auto for_rows = [&](int64_t c, T* stage, auto&& body) {
-    const T* ptrs[kScoreRows];
-    const int64_t end = imin(n, (c + 1) * chunk);
-    for (int64_t r0 = c * chunk; r0 < end; r0 += kScoreRows) {
-      const int64_t rows = imin(kScoreRows, end - r0);
-      row_pointers<E, T>(a, r0, rows, stage, ptrs);
-      for (int64_t r = 0; r < rows; ++r) body(r0 + r, ptrs[r]);
-    }
-  };
-
-  Buffer<double> lambda(L, di.damping);
-  if (di.damping < 0) {  // pass 0: lambda_l = 0.1 * mean over rows of the block's mean square
-    Buffer<double> partial(chunks * L, 0.0);
-#pragma omp parallel num_threads(nt)
-    {
-      T* stage = stage_rows_needed ? scratch<T>(kScoreRows * k) : nullptr;
-#pragma omp for schedule(dynamic, 1)
-      for (int64_t c = 0; c < chunks; ++c)
-        for_rows(c, stage, [&](int64_t, const T* row) {
-          for (int64_t l = 0; l < L; ++l)
-            partial[c * L + l] += span_dot<T>(row, row, bounds[l], bounds[l + 1]);
-        });
-      free(stage);
-    }
-    for (int64_t l = 0; l < L; ++l) {
-      double sum = 0.0;
-      for (int64_t c = 0; c < chunks; ++c) sum += partial[c * L + l];
-      lambda[l] = 0.1 * sum / (static_cast<double>(n) * static_cast<double>(bounds[l + 1] - bounds[l]));
-    }
-  }
-
-  // pass 1: w_l = sum_i c_il g_il, per chunk, then reduced in chunk order.
-  Buffer<T> w_partial(chunks * k, T(0));
-#pragma omp parallel num_threads(nt)
-  {
-    T* stage = stage_rows_needed ? scratch<T>(kScoreRows * k) : nullptr;
-#pragma omp for schedule(dynamic, 1)
-    for (int64_t c = 0; c < chunks; ++c) {
-      T* w = w_partial.data + c * k;
-      for_rows(c, stage, [&](int64_t, const T* row) {
-        for (int64_t l = 0; l < L; ++l) {
-          if (lambda[l] == 0.0) continue;
-          const int64_t lo = bounds[l], hi = bounds[l + 1];
-          const double s = span_dot<T>(row, row, lo, hi), d = span_dot<T>(row, v, lo, hi);
-          const T coef = static_cast<T>(d / (lambda[l] + s));
-          for (int64_t j = lo; j < hi; ++j) w[j] += coef * row[j];
-        }
-      });
-    }
-    free(stage);
-  }
-  const int64_t k_pad = ceil_div(k, VecOf<T>::lanes) * VecOf<T>::lanes;
-  Buffer<T> h(k_pad, T(0));
-  for (int64_t l = 0; l < L; ++l) {
-    if (lambda[l] == 0.0) continue;  // every g_il is 0: the block adds nothing to any score
-    for (int64_t j = bounds[l]; j < bounds[l + 1]; ++j) {
-      double w = 0.0;
-      for (int64_t c = 0; c < chunks; ++c) w += w_partial[c * k + j];
-      h[j] = static_cast<T>((static_cast<double>(n) * v[j] - w) / (static_cast<double>(n) * lambda[l]));
-    }
-  }
-
-  // pass 2: score_i = -<h, g_i>.
-  T* out = static_cast<T*>(di.out);
-  ScoreArgs dot = a;
-  dot.query = h.data;
-  dot.query_stride = k_pad;
-  dot.m = 1;
-  dot.normalize = false;
-  score_typed<E, T>(dot, out);
-  for (int64_t i = 0; i < n; ++i) out[i] = -out[i];
-}
-
 struct ScoreCall {
   const ScoreArgs* args;
   void* out;
@@ -458,10 +363,6 @@ struct ScoreFn {
 template <Elem E, typename T>
 struct TopkFn {
   static void run(const TopkArgs& a) { topk_typed<E, T>(a); }
-};
-template <Elem E, typename T>
-struct DatainfFn {
-  static void run(const DatainfArgs& a) { datainf_typed<E, T>(a); }
 };
 
 // Score ops compute in float64 when f64 is set, else in float32, whatever the train dtype.
@@ -489,6 +390,5 @@ void score(const ScoreArgs& a, void* out) {
   dispatch_score<ScoreFn>(a.train_elem, a.f64, ScoreCall{&a, out});
 }
 void topk_score(const TopkArgs& a) { dispatch_score<TopkFn>(a.s.train_elem, a.s.f64, a); }
-void datainf(const DatainfArgs& a) { dispatch_score<DatainfFn>(a.s.train_elem, a.s.f64, a); }
 
 }  // namespace trustattr::cpu::TA_ISA_NS
