@@ -4,6 +4,11 @@ bit-identical results across threads and ops, opcheck, torch.compile and bad-inp
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import pytest
 import torch
@@ -200,3 +205,33 @@ def test_bad_inputs_name_the_argument(op, args, error, message):
     for fn in (getattr(ops, op), getattr(reference, op)):
         with pytest.raises(error, match=message):
             fn(*args)
+
+
+def test_without_the_extension_the_reference_serves_every_new_op():
+    code = textwrap.dedent("""
+        import warnings, torch
+        warnings.simplefilter("ignore")
+        from trustattr import ops, reference
+        assert not ops.EXTENSION_LOADED
+        a, g = torch.randn(3, 4, 10, dtype=torch.float64), torch.randn(3, 4, 6, dtype=torch.float64)
+        seg = torch.tensor([0, 1, 0])
+        assert torch.equal(ops.project_factored(a, g, 3, 2, 5, seg, 2), reference.project_factored(a, g, 3, 2, 5, seg, 2))
+        assert torch.equal(ops.project_outer(a, g, 7, 5, 3), reference.project_outer(a, g, 7, 5, 3))
+        assert ops.segment_sum(a[:, 0], seg, 2).shape == (2, 10)
+        train, query = torch.randn(20, 6), torch.randn(2, 6)
+        assert torch.equal(ops.topk_score(train, query, 4)[1], reference.topk_score(train, query, 4)[1])
+        assert torch.equal(ops.score(train, query, True), reference.score(train, query, True))
+        assert torch.equal(ops.datainf_scores(train, query[0], None, [0, 2, 6]),
+                           reference.datainf_scores(train, query[0], None, [0, 2, 6]))
+        try:
+            ops.topk_score(train, query, 21)
+        except ValueError as e:
+            assert "must be <= N" in str(e)
+        else:
+            raise AssertionError("topk > N accepted")
+        print("fallback-ok")
+    """)
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "TRUSTATTR_DISABLE_EXTENSION": "1"})
+    assert run.returncode == 0, run.stderr
+    assert "fallback-ok" in run.stdout

@@ -38,8 +38,12 @@ class LayersBenchArguments:
     dtype: str = field(default="float32", metadata={"help": "dtype of a and g"})
     reps: int = field(default=5, metadata={"help": "interleaved timed runs of each method"})
     memory: bool = field(default=True, metadata={"help": "measure peak extra memory (fresh processes)"})
+    gemm_sizes: list[int] = field(default_factory=lambda: [1024, 2048, 3072],
+                                  metadata={"help": "square torch.mm sizes whose best rate is the GEMM peak"})
 
     def __post_init__(self) -> None:
+        if not self.gemm_sizes or min(self.gemm_sizes) < 1:
+            raise ValueError(f"LayersBenchArguments.gemm_sizes must be positive integers, got {self.gemm_sizes}")
         for name, length in (("factored", 6), ("outer", 5)):
             values = getattr(self, name)
             if len(values) != length or min(values) < 1:
@@ -139,7 +143,7 @@ def bench_outer(args: LayersBenchArguments, peak: float, log: Callable[[str], No
 def run(args: LayersBenchArguments, log: Callable[[str], None] = print) -> dict[str, object]:
     """Both benchmarks; returns {"machine", "peaks", "rows": [project_factored row, project_outer row]}."""
     log("measuring this machine's fp32 torch.mm peak...")
-    peaks = {"gemm_float32_gflops": gemm_peak_gflops(torch.float32)}
+    peaks = {"gemm_float32_gflops": gemm_peak_gflops(torch.float32, tuple(args.gemm_sizes))}
     rows = [bench_factored(args, peaks["gemm_float32_gflops"], log),
             bench_outer(args, peaks["gemm_float32_gflops"], log)]
     return {"machine": machine_info(), "dtype": args.dtype, "peaks": peaks, "rows": rows}

@@ -40,8 +40,11 @@ class ScoringBenchArguments:
     reps: int = field(default=3, metadata={"help": "interleaved timed runs of each method"})
     memory: bool = field(default=True, metadata={"help": "measure peak memory above the page cache (fresh process)"})
     directory: str = field(default="", metadata={"help": "where to write the temporary file (default: temp dir)"})
+    bandwidth_gib: float = field(default=1.0, metadata={"help": "GiB summed to measure the read bandwidth"})
 
     def __post_init__(self) -> None:
+        if self.bandwidth_gib <= 0:
+            raise ValueError(f"ScoringBenchArguments.bandwidth_gib must be > 0, got {self.bandwidth_gib}")
         for name in ("rows", "k", "queries", "topk", "score_rows", "reps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"ScoringBenchArguments.{name} must be >= 1, got {getattr(self, name)}")
@@ -150,7 +153,7 @@ def bench_in_memory(args: ScoringBenchArguments, read_gbs: float, log: Callable[
 def run(args: ScoringBenchArguments, log: Callable[[str], None] = print) -> dict[str, object]:
     """All scoring benchmarks; returns {"machine", "peaks", "rows": [topk row (or a skip note), score, datainf]}."""
     log("measuring this machine's read bandwidth...")
-    peaks = {"read_gbs": read_bandwidth_gbs()}
+    peaks = {"read_gbs": read_bandwidth_gbs(args.bandwidth_gib)}
     rows: list[dict] = []
     need = args.rows * args.k * 4
     if _available_bytes() < need + (2 << 30):
