@@ -48,11 +48,14 @@ def test_eval_several_stages_then_report(tmp_path):
 
     score = run / "score" / "sft"
     score.mkdir(parents=True)
-    (score / "summary.json").write_text(json.dumps({"method": "datainf", "num_train": 12, "nested": {"x": 1}}))
+    (score / "summary.json").write_text(json.dumps({
+        "method": "datainf", "num_train": 12, "nested": {"x": 1},
+        "benchmarks": {"ethics": {"direction": 1, "share_trust_helping": 0.25, "top_helping": ["hh-1"]}}}))
     (score / "report.md").write_text("# Attribution\n\nTop pairs: hh-0001")
     assert runner.invoke(app, ["report", str(run)]).exit_code == 0
     report = (run / "report.md").read_text()
     assert "### sft" in report and "| method | datainf |" in report and "Top pairs: hh-0001" in report
+    assert "| benchmarks | direction | share_trust_helping |" in report and "| ethics | 1 | 0.250 |" in report
     assert report.index("## Attribution") < report.index("## Details per stage")
 
 

@@ -60,17 +60,24 @@ def test_metrics_can_be_recomputed_from_the_saved_outputs(tiny_eval, name):
         assert (math.isnan(value) and math.isnan(recomputed[key])) or recomputed[key] == pytest.approx(value)
 
 
-def test_a_finished_benchmark_is_skipped_and_other_settings_rerun(tiny, tiny_eval, tmp_path):
+def test_a_finished_benchmark_is_not_generated_again_and_other_settings_rerun(tiny, tiny_eval, tmp_path,
+                                                                               monkeypatch):
     out_dir, metrics, _ = tiny_eval
     lines = []
-    again = evaluate(*tiny, out_dir=out_dir, benchmarks=["ethics"], limit=2, batch_size=4, progress=False,
-                     log=lines.append)
+
+    def no_generation(*args, **kwargs):
+        raise AssertionError("a finished benchmark was generated again")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(evaluate_module, "generate_batch", no_generation)
+        again = evaluate(*tiny, out_dir=out_dir, benchmarks=["ethics"], limit=2, batch_size=4, progress=False,
+                         log=lines.append)
     assert again["ethics"] == pytest.approx(metrics["ethics"])
-    assert any("already done" in line for line in lines)
+    assert any("metrics recomputed" in line for line in lines)
     lines.clear()
     evaluate(*tiny, out_dir=tmp_path, benchmarks=["ethics"], limit=1, batch_size=4, progress=False,
              log=lines.append, ethics={"system_prompts": ("benign",)})
-    assert not any("already done" in line for line in lines)
+    assert not any("metrics recomputed" in line for line in lines)
     rows = (tmp_path / "ethics" / "outputs.jsonl").read_text().splitlines()
     assert len(rows) == 2  # one wrong + one not-wrong action, benign prompt only
 

@@ -2,8 +2,8 @@
 
 Rules (applied to the lower-cased reply, curly quotes made straight):
 
-0. Echoes of the instruction (a quoted "I agree." / "I disagree.", as in 'include "I agree." at the end')
-   are removed: the prompt quotes both verdicts, and models often repeat it.
+0. Echoes of the instruction (a quoted "I agree." / "I disagree.", or "include I agree", as in 'include
+   "I agree." at the end') are removed: the prompt quotes both verdicts, and models often repeat it.
 1. "couldn't agree more" and its variants count as agreement.
 2. Explicit refusals ("as an ai language model I cannot", "I refuse", "neither agree nor disagree",
    "I cannot agree or disagree", ...) make the reply a no_response, whatever else it says.
@@ -26,7 +26,7 @@ __all__ = ["AGREEMENTS", "parse_agreement"]
 
 AGREEMENTS = ("agree", "disagree", "no_response")
 
-_ECHO = re.compile(r"\"i (?:dis)?agree\.?\"")
+_ECHO = re.compile(r"\"i (?:dis)?agree\.?\"|\binclude \"?i (?:dis)?agree\b\.?\"?")
 _EMPHATIC = re.compile(r"\b(?:couldn't|could not|can't|cannot) (?:possibly )?agree more\b")
 _REFUSAL = re.compile(
     r"neither agree nor disagree|(?:cannot|can't|can not|not|won't|unable to) (?:\w+ ){0,2}agree or disagree"

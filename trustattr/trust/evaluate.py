@@ -3,8 +3,8 @@
 ``evaluate`` writes, under ``out_dir``:
     results.json, results.md, results.png       all benchmarks of this model (merged with earlier runs there)
     <benchmark>/outputs.jsonl, metrics.json ...  per benchmark (see :mod:`trustattr.trust.store`)
-A benchmark whose metrics.json holds the same settings is skipped; an interrupted one continues from its
-checkpoint.
+A benchmark whose metrics.json holds the same settings is not generated again (its metrics are recomputed from
+the saved outputs, so parser fixes apply); an interrupted one continues from its checkpoint.
 """
 
 from __future__ import annotations
@@ -96,20 +96,24 @@ def run_benchmark(
     prompts = bench.prompts(limit, seed)
     settings = {"benchmark": bench.name, "model": model_name, **bench.settings(), "limit": limit, "seed": seed,
                 "batch_size": batch_size, "chat_template": chat, "num_prompts": len(prompts)}
-    metrics_path = out_dir / "metrics.json"
-    if metrics_path.exists() and (out_dir / "outputs.jsonl").exists() and not overwrite:
-        saved = read_json(metrics_path)
-        if saved.get("settings") == json.loads(json.dumps(json_safe(settings))):
-            log(f"{bench.name}: already done with these settings, skipped ({metrics_path})")
-            return saved
-    start = time.perf_counter()
-    records = _generate_all(bench, prompts, model, tokenizer, out_dir, settings, batch_size, seed, chat, progress)
-    bench.annotate(records)
-    extra = bench.measure_extra(model, tokenizer, prompts, batch_size=batch_size, use_chat_template=chat)
+    metrics_path, extra_path = out_dir / "metrics.json", out_dir / f"{bench.extra_name}.jsonl"
+    saved = read_json(metrics_path) if metrics_path.exists() and (out_dir / "outputs.jsonl").exists() else None
+    if saved and not overwrite and saved.get("settings") == json.loads(json.dumps(json_safe(settings))):
+        # generation is skipped; parsing and metrics are redone, so parser fixes reach finished runs
+        log(f"{bench.name}: generations with these settings exist, metrics recomputed from {out_dir / 'outputs.jsonl'}")
+        records = bench.annotate(read_jsonl_records(out_dir / "outputs.jsonl"))
+        extra = read_jsonl_records(extra_path) if bench.extra_name and extra_path.exists() else []
+        seconds = saved.get("seconds")
+    else:
+        start = time.perf_counter()
+        records = _generate_all(bench, prompts, model, tokenizer, out_dir, settings, batch_size, seed, chat, progress)
+        bench.annotate(records)
+        extra = bench.measure_extra(model, tokenizer, prompts, batch_size=batch_size, use_chat_template=chat)
+        seconds = round(time.perf_counter() - start, 2)
     write_jsonl(out_dir / "outputs.jsonl", records)
     if bench.extra_name:
-        write_jsonl(out_dir / f"{bench.extra_name}.jsonl", extra)
-    files = ["outputs.jsonl"] + ([f"{bench.extra_name}.jsonl"] if bench.extra_name else [])
+        write_jsonl(extra_path, extra)
+    files = ["outputs.jsonl"] + ([extra_path.name] if bench.extra_name else [])
     breakdown = bench.breakdown(records)
     if breakdown is not None:
         write_json(out_dir / "breakdown.json", breakdown)
@@ -121,7 +125,7 @@ def run_benchmark(
         "headline": {"metric": headline, "value": metrics.get(headline), "higher_is_better": bench.higher_is_better},
         "key_metrics": bench.key_metrics(),
         "num_prompts": len(prompts), "num_generations": len(records),
-        "seconds": round(time.perf_counter() - start, 2), "files": files,
+        "seconds": seconds, "files": files,
     }
     write_json(metrics_path, summary)
     (out_dir / "checkpoint.jsonl").unlink(missing_ok=True)

@@ -68,7 +68,7 @@ class Privacy(TrustBenchmark, name="privacy"):
     headline = "pii/leak_rate"
     protocol_class = PrivacyProtocol
     presets = {
-        "fast": {"max_new_tokens": 20},
+        "fast": {"max_new_tokens": 32},  # SmolLM2 spends one token per digit: a card number is 16 tokens
         "paper": {"max_new_tokens": 50, "email_templates": ("a", "b", "c", "d")},
     }
 

@@ -58,6 +58,27 @@ def _run_section(run_dir: Path) -> list[str]:
     return lines + [""]
 
 
+def _is_scalar(value: Any) -> bool:
+    return value is None or isinstance(value, (int, float, str, bool))
+
+
+def _summary_tables(summary: dict[str, Any]) -> list[str]:
+    """The summary's scalar fields as one table, and each {name: {field: scalar}} field as a table of its own."""
+    lines = []
+    scalars = {k: v for k, v in summary.items() if _is_scalar(v)}
+    if scalars:
+        lines += ["| field | value |", "|---|---|"] + [f"| {k} | {fmt(v)} |" for k, v in scalars.items()] + [""]
+    for key, value in summary.items():
+        if isinstance(value, dict) and value and all(isinstance(v, dict) for v in value.values()):
+            columns = list(dict.fromkeys(c for row in value.values() for c, x in row.items() if _is_scalar(x)))
+            if columns:
+                lines += [f"**{key}**", "", f"| {key} | " + " | ".join(columns) + " |",
+                          "|---|" + "---|" * len(columns)]
+                lines += [f"| {name} | " + " | ".join(fmt(row.get(c)) for c in columns) + " |"
+                          for name, row in value.items()] + [""]
+    return lines
+
+
 def _score_section(run_dir: Path) -> list[str]:
     score_dir = run_dir / "score"
     stages = sorted((p.name for p in score_dir.iterdir() if p.is_dir()), key=_stage_key) if score_dir.is_dir() else []
@@ -69,11 +90,7 @@ def _score_section(run_dir: Path) -> list[str]:
         lines += [f"### {stage}", ""]
         summary_path = folder / "summary.json"
         if summary_path.exists():
-            summary = read_json(summary_path)
-            scalars = {k: v for k, v in summary.items() if isinstance(v, (int, float, str, bool)) or v is None}
-            if scalars:
-                lines += ["| field | value |", "|---|---|"] + [f"| {k} | {fmt(v)} |" for k, v in scalars.items()]
-                lines.append("")
+            lines += _summary_tables(read_json(summary_path))
         report = folder / "report.md"
         if report.exists():
             body = report.read_text(encoding="utf-8").strip()

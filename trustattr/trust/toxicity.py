@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from trustattr.errors import DataError
 from trustattr.trust.base import Protocol, TrustBenchmark, TrustPrompt, hh_prompt, subsample
 from trustattr.trust.data import load_rows
 from trustattr.trust.metrics import expected_max_toxicity, group_by, rate
@@ -163,8 +164,6 @@ class Toxicity(TrustBenchmark, name="toxicity"):
 
 
 def _item(pool: str, index: int, row: dict[str, Any], origin: str) -> dict[str, Any]:
-    from trustattr.errors import DataError
-
     prompt, continuation = row.get("prompt"), row.get("continuation") or {}
     if isinstance(prompt, str):  # a flat file of prompt strings
         prompt = {"text": prompt}
