@@ -42,7 +42,7 @@ step env 60 bash -c "nvidia-smi --query-gpu=name,memory.total,driver_version,clo
 step build 240 env TORCH_CUDA_ARCH_LIST=9.0 MAX_JOBS=16 TRUSTATTR_FORCE_CUDA=1 \
   "$PY" -m pip install --no-build-isolation --no-deps --no-index -e .
 step tests 120 "$PY" -m pytest -q -rf --tb=line --maxfail=40 -p no:cacheprovider tests/ops/test_project_cuda.py
-step attr_tests 90 "$PY" -m pytest -q -rf --tb=line --maxfail=40 -p no:cacheprovider tests/ops/test_attr_ops_cuda.py
+step attr_tests 120 "$PY" -m pytest -q -rf --tb=line --maxfail=40 -p no:cacheprovider tests/ops/test_attr_ops_cuda.py
 step bench 180 "$PY" benchmarks/gpu_project.py --out "$OUT" --budget 120
 step attr_bench 90 "$PY" benchmarks/gpu_attr_ops.py --out "$OUT" --budget 50
 
