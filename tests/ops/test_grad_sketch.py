@@ -122,15 +122,15 @@ def test_rows_are_bit_identical_across_batch_size_threads_and_strides(op, gen, t
 
 def test_internal_slabs_panels_and_tiles_do_not_show(gen):
     # Several 64-column panels, a d_in wider than one G tile, several slabs of samples (T = 4096
-    # tokens: ~2 MB of projected tokens per sample) and of output rows (> 48): same oracle, same bits.
+    # tokens: ~4 MB of projected float64 tokens per sample) and of output rows (> 48): same oracle, same bits.
     a, g = factors(gen, 3, 5, 50, 40, torch.float64)
     assert rel_err(ops.project_factored(a, g, 100, 70, 2), reference.project_factored(a, g, 100, 70, 2)) < 1e-12
     a, g = factors(gen, 2, 3, 7000, 3, torch.float64)
     assert rel_err(ops.project_outer(a, g, 40, 1), reference.project_outer(a, g, 40, 1)) < 1e-12
-    a, g = factors(gen, 9, 4096, 8, 6)
+    a, g = factors(gen, 9, 4096, 8, 6, torch.float64)  # float64: a 12,288-token fp32 chain drifts past 2e-6
     segments = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1, 2])
     out = ops.project_factored(a, g, 64, 64, 3, segments, 3)
-    assert rel_err(out, reference.project_factored(a, g, 64, 64, 3, segments, 3)) < 2e-6
+    assert rel_err(out, reference.project_factored(a, g, 64, 64, 3, segments, 3)) < 1e-12
     cat = ops.project_factored(a[[1, 4, 7]].reshape(1, 3 * 4096, 8), g[[1, 4, 7]].reshape(1, 3 * 4096, 6), 64, 64, 3)
     assert torch.equal(out[1], cat[0])
     a, g = factors(gen, 130, 4, 20, 10)
