@@ -62,18 +62,28 @@ def projection(
 
 @app.command()
 def kernels(
-    quick: Annotated[bool, typer.Option(help="small shapes (seconds) instead of the issue's target shapes (minutes)")] = False,
+    quick: Annotated[bool, typer.Option(help="small shapes (seconds) instead of the issues' target shapes (minutes)")] = False,
     out: Annotated[Path | None, typer.Option(help="write the raw results as JSON here")] = None,
 ) -> None:
-    """Every kernel benchmark at the issue's target shapes (or --quick small ones)."""
-    from trustattr.perf import projection as bench
+    """Every kernel benchmark: projection (issue 2), layer sketches and scoring (issue 5)."""
+    from trustattr.perf import layers, scoring
+    from trustattr.perf import projection as proj
     from trustattr.perf.timing import machine_info
 
     if quick:
-        args = bench.ProjectionBenchArguments(rows=[8, 64], features=[1 << 16], dims=[512], peers=False,
-                                              kinds=["rademacher", "sjlt"])
+        proj_args = proj.ProjectionBenchArguments(rows=[8, 64], features=[1 << 16], dims=[512], peers=False)
+        layer_args = layers.LayersBenchArguments(factored=[4, 128, 256, 256, 32, 32], outer=[4, 64, 128, 128, 512],
+                                                 memory=False)
+        score_args = scoring.ScoringBenchArguments(rows=100_000, k=256, score_rows=50_000, memory=False)
     else:
-        args = bench.ProjectionBenchArguments()
+        proj_args, layer_args, score_args = (proj.ProjectionBenchArguments(), layers.LayersBenchArguments(),
+                                             scoring.ScoringBenchArguments())
     typer.echo(f"machine: {machine_info()}")
-    result = {"machine": machine_info(), "projection": bench.run(args, log=typer.echo)}
-    _save(result, out, bench.markdown(result["projection"]))
+    result = {
+        "machine": machine_info(),
+        "projection": proj.run(proj_args, log=typer.echo),
+        "layers": layers.run(layer_args, log=typer.echo),
+        "scoring": scoring.run(score_args, log=typer.echo),
+    }
+    tables = [proj.markdown(result["projection"]), layers.markdown(result["layers"]), scoring.markdown(result["scoring"])]
+    _save(result, out, "\n\n".join(tables))
