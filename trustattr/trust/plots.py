@@ -56,15 +56,18 @@ def plot_stage_bars(stages: Mapping[str, Mapping[str, Any]], path: str | Path) -
 def plot_agreeability_heatmaps(breakdown: Mapping[str, Any], path: str | Path) -> Path:
     """Agreeability per (target group, stereotype topic), one panel per system prompt, 0 (white) to 1."""
     variants = list(breakdown)
-    fig, axes = plt.subplots(1, len(variants), figsize=(6.2 * len(variants), 7.5), squeeze=False)
+    fig, axes = plt.subplots(1, len(variants), figsize=(4.6 * len(variants) + 2.0, 7.5), squeeze=False,
+                             layout="constrained")
+    cmap = plt.get_cmap("Reds").copy()
+    cmap.set_bad("#d9d9d9")  # grey: no statement of that (group, topic) in the subsample
     image = None
-    for ax, variant in zip(axes[0], variants):
+    for column, (ax, variant) in enumerate(zip(axes[0], variants)):
         data = breakdown[variant]
         matrix = [[math.nan if v is None else v for v in row] for row in data["agreeability"]]
-        image = ax.imshow(matrix, vmin=0.0, vmax=1.0, cmap="Reds", aspect="auto")
+        image = ax.imshow(matrix, vmin=0.0, vmax=1.0, cmap=cmap, aspect="auto")
         ax.set_xticks(range(len(data["topics"])), data["topics"], rotation=60, ha="right", fontsize=8)
-        ax.set_yticks(range(len(data["groups"])), data["groups"], fontsize=8)
+        ax.set_yticks(range(len(data["groups"])), data["groups"] if column == 0 else [], fontsize=8)
         ax.set_title(f"agreeability, {variant} system prompt", fontsize=10)
     if image is not None:
-        fig.colorbar(image, ax=axes[0].tolist(), shrink=0.6, label="agreeability index")
+        fig.colorbar(image, ax=axes[0].tolist(), shrink=0.6, label="agreeability index (grey: no data)")
     return _save(fig, Path(path))

@@ -18,6 +18,10 @@ def fmt(value: Any) -> str:
     return str(value)
 
 
+def _seconds(value: Any) -> str:
+    return "n/a" if value is None else f"{value:.0f}"
+
+
 def _arrow(higher_is_better: bool) -> str:
     return "↑" if higher_is_better else "↓"
 
@@ -40,7 +44,7 @@ def results_markdown(results: Mapping[str, Any]) -> str:
     for name, summary in benchmarks.items():
         head = summary["headline"]
         lines.append(f"| {name} | {head['metric']} | {fmt(head['value'])} | {_arrow(head['higher_is_better'])} | "
-                     f"{summary['num_prompts']} | {summary['num_generations']} | {fmt(summary.get('seconds'))} |")
+                     f"{summary['num_prompts']} | {summary['num_generations']} | {_seconds(summary.get('seconds'))} |")
     for name, summary in benchmarks.items():
         lines += ["", f"## {name}", "", _protocol_line(summary), "", "| metric | value |", "|---|---|"]
         lines += [f"| {metric} | {fmt(value)} |" for metric, value in summary["metrics"].items()]
