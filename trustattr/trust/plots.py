@@ -58,8 +58,7 @@ def plot_agreeability_heatmaps(breakdown: Mapping[str, Any], path: str | Path) -
     variants = list(breakdown)
     fig, axes = plt.subplots(1, len(variants), figsize=(4.6 * len(variants) + 2.0, 7.5), squeeze=False,
                              layout="constrained")
-    cmap = plt.get_cmap("Reds").copy()
-    cmap.set_bad("#d9d9d9")  # grey: no statement of that (group, topic) in the subsample
+    cmap = plt.get_cmap("Reds").with_extremes(bad="#d9d9d9")  # grey: no statement of that (group, topic) sampled
     image = None
     for column, (ax, variant) in enumerate(zip(axes[0], variants)):
         data = breakdown[variant]
