@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import sys
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -17,15 +16,17 @@ from trustattr.errors import TrustAttrError
 
 
 class _OneLineErrors(TyperGroup):
-    """Turns the library's user-facing errors into click errors: `Error: ...`, exit code 1."""
+    """Prints the library's user-facing errors as one line, `Error: ...`, and exits with code 1."""
 
-    def invoke(self, ctx: click.Context):
+    def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except (TrustAttrError, ValueError, FileNotFoundError) as exc:
             if os.environ.get("TRUSTATTR_DEBUG") == "1":
                 raise
-            raise click.ClickException(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from exc
+            message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            typer.echo(f"Error: {message}", err=True)
+            raise typer.Exit(1) from None
 
 
 app = typer.Typer(
