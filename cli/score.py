@@ -12,7 +12,7 @@ import dataclasses
 import inspect
 import os
 import typing
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -42,16 +42,16 @@ def _parameters() -> list[inspect.Parameter]:
     hints = typing.get_type_hints(ScoreArguments)
     params = [inspect.Parameter(
         "preset", inspect.Parameter.KEYWORD_ONLY, default=None,
-        annotation=Annotated[Optional[str], typer.Option(
+        annotation=Annotated[str | None, typer.Option(
             "--preset", help=f"Settings bundle: {' | '.join(PRESETS)} (tiny = random-init 2-layer model, seconds; "
                              "smol = SmolLM2-135M-Instruct, the default). Explicit options override it.",
             show_default=False)],
     )]
     for f in dataclasses.fields(ScoreArguments):
-        option = typer.Option(f"--{f.name.replace('_', '-')}", help=f.metadata["help"] + _default_text(f.name, f.default),
-                              show_default=False)
+        flag = f"--{f.name.replace('_', '-')}"
+        option = typer.Option(flag, help=f.metadata["help"] + _default_text(f.name, f.default), show_default=False)
         params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=None,
-                                        annotation=Annotated[Optional[_option_type(hints[f.name])], option]))
+                                        annotation=Annotated[_option_type(hints[f.name]) | None, option]))
     return params
 
 

@@ -68,7 +68,7 @@ def per_pair_gradients(model, tokenizer, pairs, names, loss, beta=0.1, ref=None,
     for index, pair in enumerate(pairs):
         (ci, cm, cr), (ri, rm, rr) = pair_rows(tokenizer, pair, **enc)
 
-        def pair_loss(sub):
+        def pair_loss(sub, ci=ci, cm=cm, cr=cr, ri=ri, rm=rm, rr=rr, index=index):
             p = {**params, **sub}
             if loss == "sft":
                 return -row_lp(p, ci, cm, cr) / cr[0, 1:].sum()

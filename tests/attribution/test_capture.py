@@ -55,7 +55,7 @@ def test_capture_matches_torch_func_float64(tokenizer, model64, loss_name):
     got = attributor.features(pairs, ref)  # [P, 7*K*K]
     grads = oracles.per_pair_gradients(model64, tokenizer, pairs, list(modules), loss_name, 0.1, ref, **ENC)
     want = torch.cat([oracles.project_factored_oracle(grads[name], K, m.seed)
-                      for name, m in zip(modules, projector.layout)], dim=1)
+                      for name, m in zip(modules, projector.layout, strict=True)], dim=1)
     assert got.dtype == torch.float64
     assert want.abs().max() > 1e-3  # the gradients are not trivially zero
     torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-12)

@@ -9,12 +9,12 @@ import time
 import numpy as np
 import pytest
 import torch
+from trustattr.cli.main import app
 from typer.testing import CliRunner
 
 from trustattr.attribution import pipeline
 from trustattr.attribution.arguments import ScoreArguments
 from trustattr.attribution.attributor import Attributor
-from trustattr.cli.main import app
 from trustattr.models import load_tokenizer, tiny_model
 
 SMALL = ["--preset", "tiny", "--limit", "4", "--test-limit", "2", "--benchmarks", "ethics"]
@@ -131,3 +131,15 @@ def test_bad_inputs_give_one_line_and_no_output(tmp_path, case):
     errors = [line for line in lines if line.startswith("Error")]
     assert errors == [lines[-1]] and expected in lines[-1], result.output
     assert not out.exists()
+
+
+@pytest.mark.parametrize("loss", ["sft", "reward"])
+def test_other_losses_end_to_end(tmp_path, loss):
+    out = tmp_path / "out"
+    result = _invoke(*SMALL, "--out", out, "--loss", loss, "--policy", "tiny", "--method", "gradient_cosine")
+    assert result.exit_code == 0, result.output
+    scores = np.load(out / "scores.npz")
+    assert scores["raw"].shape == (4, 1) and np.isfinite(scores["raw"]).all()
+    assert np.all(np.abs(scores["raw"]) <= 1.0) and np.abs(scores["raw"]).max() > 0  # cosines
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["arguments"]["loss"] == loss and summary["feature_dim"] == len(summary["modules"]) * 8 * 8

@@ -9,11 +9,11 @@ import torch.nn.functional as F
 from tests.attribution import oracles
 from trustattr.attribution.attributor import Attributor, reference_logprobs
 from trustattr.attribution.loading import load_reward_model
-from trustattr.train.reward import reward_at_last_token
 from trustattr.attribution.losses import make_loss, sequence_logprobs
 from trustattr.attribution.modules import select_modules
 from trustattr.attribution.projector import Projector
 from trustattr.models import load_tokenizer, tiny_model
+from trustattr.train.reward import reward_at_last_token
 
 ENC = {"max_length": 48, "max_prompt_length": 24}
 PAIRS = oracles.PAIRS[:6]

@@ -48,7 +48,7 @@ class _State:
 
     def oracle_features(self, grads):
         return torch.cat([oracles.project_factored_oracle(grads[name], K, m.seed)
-                          for name, m in zip(self.modules, self.projector.layout)], dim=1).numpy()
+                          for name, m in zip(self.modules, self.projector.layout, strict=True)], dim=1).numpy()
 
     def blocks(self):
         return self.projector.blocks
@@ -66,7 +66,7 @@ def states(tokenizer):
 
 def _brute_datainf(train, test, blocks):
     scores = np.zeros(train.shape[0])
-    for lo, hi in zip(blocks[:-1], blocks[1:]):
+    for lo, hi in zip(blocks[:-1], blocks[1:], strict=True):
         g, v = train[:, lo:hi], test[:, lo:hi].mean(0)
         lam = 0.1 * np.mean(g**2)
         eye = np.eye(hi - lo)
@@ -116,10 +116,10 @@ def test_single_state_methods_match_brute_force(states, name):
 def test_tracin_sums_learning_rate_weighted_checkpoints(states):
     rates = [0.5, 0.25]
     want = np.zeros(len(TRAIN))
-    for s, lr in zip(states, rates):
+    for s, lr in zip(states, rates, strict=True):
         train, test = s.oracle_features(s.grads_train), s.oracle_features(s.grads_test)
         want += lr * -(train @ test.mean(0))
-    sets = [FeatureSet(s.train, s.test, lr, s.blocks()) for s, lr in zip(states, rates)]
+    sets = [FeatureSet(s.train, s.test, lr, s.blocks()) for s, lr in zip(states, rates, strict=True)]
     got = get_method("tracin").scores(sets).numpy()
     np.testing.assert_allclose(got, want, rtol=1e-7, atol=1e-10 * np.abs(want).max())
 

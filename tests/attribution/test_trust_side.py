@@ -36,8 +36,9 @@ def _fake_evaluate(values):
         for name in benchmarks:
             d = out_dir / name
             d.mkdir(parents=True, exist_ok=True)
-            rows = [{"benchmark": name, "prompt_id": f"q{i}", "sample": 0, "plain_prompt": f"Question {i} about {name}?",
-                     "prompt": f"Question {i}", "generation": f"{model_name} answer {i}"} for i in range(limit)]
+            rows = [{"benchmark": name, "prompt_id": f"q{i}", "sample": 0, "prompt": f"Question {i}",
+                     "plain_prompt": f"Question {i} about {name}?", "generation": f"{model_name} answer {i}"}
+                    for i in range(limit)]
             (d / "outputs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
             (d / "metrics.json").write_text(json.dumps(_summary(values[name][model_name], True)))
         return {}

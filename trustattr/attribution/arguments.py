@@ -50,7 +50,9 @@ class ScoreArguments:
     # ------------------------------------------------------------------ models
     reference: str = field(
         default="smol",
-        metadata=_help("Reference model (the model before the RLHF stage): 'smol', 'tiny', a local checkpoint or a hub name."),
+        metadata=_help(
+            "Reference model (the model before the RLHF stage): 'smol', 'tiny', a local checkpoint or a hub name."
+        ),
     )
     policy: str = field(
         default="auto",
@@ -121,7 +123,10 @@ class ScoreArguments:
     )
     checkpoints: str | None = field(
         default=None,
-        metadata=_help("tracin/less: directory of checkpoints saved by AttributionCallback (each with its learning rate)."),
+        metadata=_help(
+            "tracin/less: directory of checkpoints saved by AttributionCallback (each with its learning rate; less "
+            "also needs their Adam moments). less uses one global projection of k*k features per tracked module."
+        ),
     )
     # --------------------------------------------------------------- execution
     out: str = field(default="trustattr-score", metadata=_help("Output directory (reused to resume)."))
@@ -163,6 +168,8 @@ class ScoreArguments:
             raise ValueError(f"`damping` must be > 0 or unset, got {self.damping}")
         if self.method == "tracin" and self.checkpoints is None:
             raise ValueError("`method` tracin needs `checkpoints` (a directory written by AttributionCallback)")
+        if self.loss == "reward" and self.policy == "auto":
+            raise ValueError("`loss` reward needs `policy`: the reward model to attribute (e.g. a trustattr train rm model)")
         if self.loss == "reward" and self.test_side == "paper":
             raise ValueError("`test_side` paper with `loss` reward is not supported: use target")
 

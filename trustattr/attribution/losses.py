@@ -89,7 +89,8 @@ class PairLoss(ABC):
     def _encode(self, tokenizer, pairs: Sequence, sides: Sequence[str]) -> EncodedRows:
         return encode_pairs(tokenizer, pairs, sides, self.max_length, self.max_prompt_length)
 
-    def encode(self, tokenizer: PreTrainedTokenizerBase, pairs: Sequence, reference: torch.Tensor | None = None) -> LossBatch:
+    def encode(self, tokenizer: PreTrainedTokenizerBase, pairs: Sequence,
+               reference: torch.Tensor | None = None) -> LossBatch:
         """Rows chosen_0..chosen_{P-1}, rejected_0..rejected_{P-1}; segments map both to their pair."""
         rows = self._encode(tokenizer, pairs, ("chosen", "rejected"))
         segments = torch.arange(len(pairs)).repeat(2)  # [2P]

@@ -71,7 +71,8 @@ class Projector:
         return {"kind": self.kind, "k": self.k, "seed": self.seed, "dim": self.dim,
                 "modules": [[m.name, m.d_in, m.d_out] for m in self.layout]}
 
-    def start(self, token_mask: torch.Tensor, segments: torch.Tensor | None, num_segments: int, dtype: torch.dtype) -> None:
+    def start(self, token_mask: torch.Tensor, segments: torch.Tensor | None, num_segments: int,
+              dtype: torch.dtype) -> None:
         """Begin a batch: ``token_mask`` [R, T], rows summed into ``num_segments`` outputs by ``segments`` [R]."""
         self._mask = token_mask
         self._segments = segments

@@ -38,8 +38,8 @@ def _table(order: Sequence[int], pairs: Sequence[Any], trust: np.ndarray, raw: n
              "|---|---|---|---|---|---|---|"]
     for rank, i in enumerate(order, start=1):
         p = pairs[i]
-        lines.append(f"| {rank} | `{p.id}` | {trust[i, col]:+.3f} | {raw[i, col]:+.3g} | {excerpt(_last_turn(p.prompt))} "
-                     f"| {excerpt(p.chosen)} | {excerpt(p.rejected)} |")
+        lines.append(f"| {rank} | `{p.id}` | {trust[i, col]:+.3f} | {raw[i, col]:+.3g} "
+                     f"| {excerpt(_last_turn(p.prompt))} | {excerpt(p.chosen)} | {excerpt(p.rejected)} |")
     return lines
 
 
@@ -78,7 +78,7 @@ def write_plot(path: Path, benchmarks: Sequence[str], trust_normalized: np.ndarr
 
     fig, axes = plt.subplots(1, len(benchmarks), figsize=(3.2 * len(benchmarks), 2.8), squeeze=False, sharey=True)
     bins = np.linspace(-1, 1, 41)
-    for ax, col, name in zip(axes[0], range(len(benchmarks)), benchmarks):
+    for col, (ax, name) in enumerate(zip(axes[0], benchmarks, strict=True)):
         values = trust_normalized[:, col]
         ax.hist(values[values >= 0], bins=bins, color="tab:green", label="helping")
         ax.hist(values[values < 0], bins=bins, color="tab:red", label="harming")

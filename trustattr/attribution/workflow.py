@@ -105,7 +105,8 @@ class Workflow:
     def _bar(self, desc: str, total: int):
         if not self.progress:
             return nullcontext(None)
-        return tqdm(total=total, desc=desc, unit="pair", dynamic_ncols=True, leave=False, disable=None)  # off when not a TTY
+        # disable=None: no bar when stderr is not a terminal (logs, CliRunner)
+        return tqdm(total=total, desc=desc, unit="pair", dynamic_ncols=True, leave=False, disable=None)
 
     def _store(self, root: Path, kind: str, arguments: dict, rows: int, dim: int, shard_size: int) -> FeatureStore:
         return FeatureStore(root, {"kind": kind, **arguments}, rows, dim, shard_size)
@@ -117,14 +118,11 @@ class Workflow:
         with self._bar("reference log-probs", len(pairs)) as bar:
             for shard in store.missing(shards):
                 rows = store.shard_rows(shard)
-                logps = reference_logprobs(self.reference, self.tokenizer, self.pair_loss, self.pairs_slice(pairs, rows),
-                                           self.args.batch_size, bar.update if bar else None)
+                logps = reference_logprobs(self.reference, self.tokenizer, self.pair_loss,
+                                           pairs[rows.start : rows.stop], self.args.batch_size,
+                                           bar.update if bar else None)
                 store.write_shard(shard, logps.numpy())
         return store
-
-    @staticmethod
-    def pairs_slice(pairs, rows: range):
-        return pairs[rows.start : rows.stop]
 
     def run(self, work: Path) -> list[StateFeatures]:
         a, topo = self.args, self.topology

@@ -167,8 +167,8 @@ class AttributionCallback(TrainerCallback):
         for name, pairs in self.feature_sets.items():
             feats = attributor.features(pairs, self._reference.get(name) if self.loss.name == "dpo" else None)
             np.save(root / f"{name}.npy", feats.numpy().astype(np.float32))
-            info[name] = {"ids": [p.id for p in pairs], "loss": self.loss.describe(), "projection": projector.describe(),
-                          "blocks": projector.blocks}
+            info[name] = {"ids": [p.id for p in pairs], "loss": self.loss.describe(),
+                          "projection": projector.describe(), "blocks": projector.blocks}
         (root / "features.json").write_text(json.dumps(info, indent=2))
         return {name: f"features/{name}.npy" for name in info}
 
