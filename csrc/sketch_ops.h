@@ -25,4 +25,22 @@ at::Tensor random_matrix_cpu(int64_t D, int64_t k, int64_t seed, SketchKind kind
                              at::Device device);
 RandomMatrixFn& random_matrix_cuda_hook();
 
+// A backend's shared body of project (transposed = false: x [N, D], d = D) and
+// project_t (transposed = true: x = y [N, k]), and the two ops built on it.
+using SketchBody = at::Tensor (*)(const at::Tensor& x, int64_t d, int64_t k, int64_t seed,
+                                  c10::string_view kind, int64_t feature_offset, int64_t nnz,
+                                  bool transposed);
+
+template <SketchBody body>
+at::Tensor project_op(const at::Tensor& x, int64_t k, int64_t seed, c10::string_view kind,
+                      int64_t feature_offset, int64_t nnz) {
+  return body(x, x.dim() == 2 ? x.size(1) : 0, k, seed, kind, feature_offset, nnz, false);
+}
+
+template <SketchBody body>
+at::Tensor project_t_op(const at::Tensor& y, int64_t D, int64_t seed, c10::string_view kind,
+                        int64_t feature_offset, int64_t nnz) {
+  return body(y, D, y.dim() == 2 ? y.size(1) : 0, seed, kind, feature_offset, nnz, true);
+}
+
 }  // namespace trustattr

@@ -101,4 +101,14 @@ TA_HD SjltHit sjlt_hit(uint64_t rkey, int64_t t, int64_t nnz, int64_t k) {
   return sjlt_hit_in_block(rkey, t, lo, static_cast<uint64_t>(hi - lo));
 }
 
+// Seed of the index-th independent sketch derived from one user seed (R_in is
+// index 0 and R_out index 1 in project_factored; the engine derives one seed
+// per tracked layer the same way). A pure function, mirrored bit for bit by
+// trustattr.reference.derive_seed:
+//   derive_seed(seed, index) = int64(mix64(uint64(seed) ^ (uint64(index) * GOLDEN)))
+TA_HD int64_t derive_seed(int64_t seed, int64_t index) {
+  return static_cast<int64_t>(
+      mix64(static_cast<uint64_t>(seed) ^ (static_cast<uint64_t>(index) * kGolden)));
+}
+
 }  // namespace trustattr

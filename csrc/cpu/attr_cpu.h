@@ -11,19 +11,7 @@
 #include "../sketch_rng.h"
 #include "sketch_cpu.h"
 
-namespace trustattr {
-
-// Seed of the index-th independent sketch derived from one user seed (R_in is
-// index 0 and R_out index 1 in project_factored; the engine derives one seed
-// per tracked layer the same way). A pure function, mirrored bit for bit by
-// trustattr.reference.derive_seed:
-//   derive_seed(seed, index) = int64(mix64(uint64(seed) ^ (uint64(index) * GOLDEN)))
-inline int64_t derive_seed(int64_t seed, int64_t index) {
-  return static_cast<int64_t>(
-      mix64(static_cast<uint64_t>(seed) ^ (static_cast<uint64_t>(index) * kGolden)));
-}
-
-namespace cpu {
+namespace trustattr::cpu {
 
 // The two factors of a linear layer's per-sample gradients, G_n = sum_t g[n,t] a[n,t]^T.
 // Both are [n, t, d] with a unit stride on the last dimension and the same element type.
@@ -112,5 +100,4 @@ TA_ATTR_ENTRY_POINTS(avx2)
 TA_ATTR_ENTRY_POINTS(baseline)
 #undef TA_ATTR_ENTRY_POINTS
 
-}  // namespace cpu
-}  // namespace trustattr
+}  // namespace trustattr::cpu

@@ -16,25 +16,14 @@
 namespace trustattr {
 namespace {
 
-// Checks a [N, T, d_in] and g [N, T, d_out] and fills everything of GradFactors
-// but the segments. `keep` holds the tensors whose memory the struct points to.
-cpu::GradFactors grad_factors(const at::Tensor& a_in, const at::Tensor& g_in,
-                              const std::optional<at::Tensor>& segments, int64_t num_segments,
-                              const char* op, at::Tensor keep[3]) {
-  check_rank(a_in, 3, op, "a", "[N, T, d_in]");
-  check_rank(g_in, 3, op, "g", "[N, T, d_out]");
-  check_same_device(a_in, g_in, op, "a", "g");
-  check_floating(a_in, op, "a");
-  check_floating(g_in, op, "g");
-  check_same_dtype(a_in, g_in, op, "a", "g");
-  check_same_size(a_in, 0, g_in, 0, op, "a", "g", "number of rows N");
-  check_same_size(a_in, 1, g_in, 1, op, "a", "g", "number of tokens T");
-  TA_CHECK_ARG(a_in.size(2) >= 1, op, "a", "must have d_in >= 1 features, got shape ", shape_str(a_in));
-  TA_CHECK_ARG(g_in.size(2) >= 1, op, "g", "must have d_out >= 1 features, got shape ", shape_str(g_in));
+// GradFactors of the checked a [N, T, d_in] and g [N, T, d_out] with `rows_out`
+// output rows. `keep` holds the tensors whose memory the struct points to.
+cpu::GradFactors grad_factors(const at::Tensor& a, const at::Tensor& g,
+                              const std::optional<at::Tensor>& segments, int64_t rows_out,
+                              at::Tensor keep[3]) {
   cpu::GradFactors in{};
-  in.rows_out = check_segments(segments, num_segments, a_in.size(0), a_in, "a", op);
-  keep[0] = unit_last_stride(a_in);
-  keep[1] = unit_last_stride(g_in);
+  keep[0] = unit_last_stride(a);
+  keep[1] = unit_last_stride(g);
   if (segments.has_value()) keep[2] = segments->contiguous();
   in.a = keep[0].data_ptr();
   in.a_stride_n = keep[0].stride(0);
@@ -42,26 +31,24 @@ cpu::GradFactors grad_factors(const at::Tensor& a_in, const at::Tensor& g_in,
   in.g = keep[1].data_ptr();
   in.g_stride_n = keep[1].stride(0);
   in.g_stride_t = keep[1].stride(1);
-  in.elem = elem_of(a_in.scalar_type());
-  in.n = a_in.size(0);
-  in.t = a_in.size(1);
-  in.d_in = a_in.size(2);
-  in.d_out = g_in.size(2);
+  in.elem = elem_of(a.scalar_type());
+  in.n = a.size(0);
+  in.t = a.size(1);
+  in.d_in = a.size(2);
+  in.d_out = g.size(2);
   in.segments = segments.has_value() ? keep[2].data_ptr<int64_t>() : nullptr;
+  in.rows_out = rows_out;
   return in;
 }
 
 at::Tensor project_factored_cpu(const at::Tensor& a, const at::Tensor& g, int64_t k_in, int64_t k_out,
                                 int64_t seed, const std::optional<at::Tensor>& segments,
                                 int64_t num_segments) {
-  const char* op = "project_factored";
-  check_positive(k_in, op, "k_in");
-  check_positive(k_out, op, "k_out");
+  const int64_t rows_out = check_project_factored(a, g, k_in, k_out, segments, num_segments);
   at::Tensor keep[3];
   cpu::FactoredArgs args{};
-  args.in = grad_factors(a, g, segments, num_segments, op, keep);
-  at::Tensor out = at::empty({args.in.rows_out, k_out * k_in},
-                             a.options().dtype(sketch_out_dtype(a.scalar_type())));
+  args.in = grad_factors(a, g, segments, rows_out, keep);
+  at::Tensor out = at::empty({rows_out, k_out * k_in}, sketch_options(a));
   args.k_in = k_in;
   args.k_out = k_out;
   args.seed_in = derive_seed(seed, 0);
@@ -76,13 +63,11 @@ at::Tensor project_factored_cpu(const at::Tensor& a, const at::Tensor& g, int64_
 at::Tensor project_outer_cpu(const at::Tensor& a, const at::Tensor& g, int64_t k, int64_t seed,
                              int64_t feature_offset, const std::optional<at::Tensor>& segments,
                              int64_t num_segments) {
-  const char* op = "project_outer";
-  check_positive(k, op, "k");
-  TA_CHECK_ARG(feature_offset >= 0, op, "feature_offset", "must be >= 0, got ", feature_offset);
+  const int64_t rows_out = check_project_outer(a, g, k, feature_offset, segments, num_segments);
   at::Tensor keep[3];
   cpu::OuterArgs args{};
-  args.in = grad_factors(a, g, segments, num_segments, op, keep);
-  at::Tensor out = at::empty({args.in.rows_out, k}, a.options().dtype(sketch_out_dtype(a.scalar_type())));
+  args.in = grad_factors(a, g, segments, rows_out, keep);
+  at::Tensor out = at::empty({rows_out, k}, sketch_options(a));
   args.k = k;
   args.seed = seed;
   args.feature_offset = feature_offset;
@@ -96,15 +81,10 @@ at::Tensor project_outer_cpu(const at::Tensor& a, const at::Tensor& g, int64_t k
 // out[s] = sum of the rows r with segments[r] == s, added in increasing r
 // (each column is summed by one thread, so the order never depends on threads).
 at::Tensor segment_sum_cpu(const at::Tensor& x, const at::Tensor& segments, int64_t num_segments) {
-  const char* op = "segment_sum";
-  check_rank(x, 2, op, "x", "[R, k]");
-  check_floating(x, op, "x");
-  TA_CHECK_ARG(x.size(1) >= 1, op, "x", "must have k >= 1 columns, got shape ", shape_str(x));
-  check_positive(num_segments, op, "num_segments");
-  check_segments(segments, num_segments, x.size(0), x, "x", op);
+  check_segment_sum(x, segments, num_segments);
   const at::Tensor xc = x.contiguous(), ids = segments.contiguous();
   const int64_t rows = x.size(0), k = x.size(1);
-  at::Tensor out = at::zeros({num_segments, k}, x.options().dtype(sketch_out_dtype(x.scalar_type())));
+  at::Tensor out = at::zeros({num_segments, k}, sketch_options(x));
   const int64_t* id = ids.data_ptr<int64_t>();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, x.scalar_type(), "segment_sum", [&] {
     using acc_t = at::opmath_type<scalar_t>;

@@ -11,31 +11,12 @@
 namespace trustattr {
 namespace {
 
-cpu::Elem elem_of(at::ScalarType dt) {
-  switch (dt) {
-    case at::kFloat: return cpu::Elem::kF32;
-    case at::kDouble: return cpu::Elem::kF64;
-    case at::kBFloat16: return cpu::Elem::kBF16;
-    default: return cpu::Elem::kF16;
-  }
-}
-
 // Shared body of project (x [N, D] -> [N, k]) and project_t (y [N, k] -> [N, D]).
 at::Tensor sketch_cpu(const at::Tensor& x, int64_t d, int64_t k, int64_t seed,
                       c10::string_view kind, int64_t feature_offset, int64_t nnz, bool transposed) {
-  const char* op = transposed ? "project_t" : "project";
-  const char* arg = transposed ? "y" : "x";
-  check_rank(x, 2, op, arg, transposed ? "[N, k]" : "[N, D]");
-  check_floating(x, op, arg);
-  if (transposed) {
-    TA_CHECK_ARG(x.size(1) == k, op, "y", "must have k columns, got shape ", shape_str(x));
-  } else {
-    TA_CHECK_ARG(x.size(1) >= 1, op, "x", "must have D >= 1 features, got shape ", shape_str(x));
-  }
-  const SketchKind sk = check_sketch(kind, d, k, feature_offset, nnz, op);
+  const SketchKind sk = check_project(x, d, k, kind, feature_offset, nnz, transposed);
   const int64_t n = x.size(0);
-  at::Tensor out = at::empty({n, transposed ? d : k},
-                             x.options().dtype(sketch_out_dtype(x.scalar_type())));
+  at::Tensor out = at::empty({n, transposed ? d : k}, sketch_options(x));
   if (n == 0) return out;
   const at::Tensor& table = gaussian_table_cpu();
   cpu::SketchArgs args{};
@@ -57,16 +38,6 @@ at::Tensor sketch_cpu(const at::Tensor& x, int64_t d, int64_t k, int64_t seed,
   args.transposed = transposed;
   cpu::sketch_run(args);
   return out;
-}
-
-at::Tensor project_cpu(const at::Tensor& x, int64_t k, int64_t seed, c10::string_view kind,
-                       int64_t feature_offset, int64_t nnz) {
-  return sketch_cpu(x, x.dim() == 2 ? x.size(1) : 0, k, seed, kind, feature_offset, nnz, false);
-}
-
-at::Tensor project_t_cpu(const at::Tensor& y, int64_t D, int64_t seed, c10::string_view kind,
-                         int64_t feature_offset, int64_t nnz) {
-  return sketch_cpu(y, D, y.dim() == 2 ? y.size(1) : 0, seed, kind, feature_offset, nnz, true);
 }
 
 template <typename T>
@@ -112,8 +83,8 @@ at::Tensor random_matrix_cpu(int64_t D, int64_t k, int64_t seed, SketchKind kind
 }
 
 TORCH_LIBRARY_IMPL(trustattr, CPU, m) {
-  m.impl("project", &project_cpu);
-  m.impl("project_t", &project_t_cpu);
+  m.impl("project", &project_op<sketch_cpu>);
+  m.impl("project_t", &project_t_op<sketch_cpu>);
 }
 
 }  // namespace trustattr

@@ -7,7 +7,6 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
-#include <cmath>
 #include <tuple>
 
 #include "../checks.h"
@@ -16,12 +15,6 @@
 
 namespace trustattr {
 namespace {
-
-// Float64 when either input is float64, else float32.
-at::ScalarType compute_dtype(const at::Tensor& train, const at::Tensor& query) {
-  return train.scalar_type() == at::kDouble || query.scalar_type() == at::kDouble ? at::kDouble
-                                                                                   : at::kFloat;
-}
 
 // query [M, k] in the compute dtype, rows zero-padded to a multiple of 16 columns.
 at::Tensor padded_queries(const at::Tensor& query, at::ScalarType dtype) {
@@ -49,20 +42,9 @@ cpu::ScoreArgs score_args(const at::Tensor& train, const at::Tensor& q_pad, cons
   return s;
 }
 
-// Checks train [N, k] against query [M, k] (or [k] for DataInf).
-void check_pair(const at::Tensor& train, const at::Tensor& query, const char* op, bool vector_query) {
-  check_rank(train, 2, op, "train", "[N, k]");
-  check_rank(query, vector_query ? 1 : 2, op, "query", vector_query ? "[k]" : "[M, k]");
-  check_same_device(train, query, op, "train", "query");
-  check_floating(train, op, "train");
-  check_floating(query, op, "query");
-  TA_CHECK_ARG(train.size(1) >= 1, op, "train", "must have k >= 1 columns, got shape ", shape_str(train));
-  check_same_size(train, 1, query, vector_query ? 0 : 1, op, "train", "query", "number of columns k");
-}
-
 at::Tensor score_cpu(const at::Tensor& train, const at::Tensor& query, bool normalize) {
-  check_pair(train, query, "score", false);
-  const at::ScalarType dt = compute_dtype(train, query);
+  check_score_pair(train, query, "score", false);
+  const at::ScalarType dt = score_dtype(train, query);
   const at::Tensor q = padded_queries(query, dt), view = unit_last_stride(train);
   at::Tensor out = at::empty({train.size(0), query.size(0)}, train.options().dtype(dt));
   if (out.numel() == 0) return out;
@@ -73,12 +55,8 @@ at::Tensor score_cpu(const at::Tensor& train, const at::Tensor& query, bool norm
 
 std::tuple<at::Tensor, at::Tensor> topk_score_cpu(const at::Tensor& train, const at::Tensor& query,
                                                   int64_t topk, bool normalize, bool largest) {
-  const char* op = "topk_score";
-  check_pair(train, query, op, false);
-  check_positive(topk, op, "topk");
-  TA_CHECK_ARG(topk <= train.size(0), op, "topk", "must be <= N, the number of train rows (",
-               train.size(0), "), got ", topk);
-  const at::ScalarType dt = compute_dtype(train, query);
+  check_topk_score(train, query, topk);
+  const at::ScalarType dt = score_dtype(train, query);
   const at::Tensor q = padded_queries(query, dt), view = unit_last_stride(train);
   at::Tensor values = at::empty({query.size(0), topk}, train.options().dtype(dt));
   at::Tensor indices = at::empty({query.size(0), topk}, train.options().dtype(at::kLong));
@@ -95,14 +73,8 @@ std::tuple<at::Tensor, at::Tensor> topk_score_cpu(const at::Tensor& train, const
 
 at::Tensor datainf_scores_cpu(const at::Tensor& train, const at::Tensor& query,
                               std::optional<double> damping, at::OptionalIntArrayRef blocks) {
-  const char* op = "datainf_scores";
-  check_pair(train, query, op, true);
-  TA_CHECK_ARG(train.size(0) >= 1, op, "train", "must have N >= 1 rows, got shape ", shape_str(train));
-  if (damping.has_value())
-    TA_CHECK_ARG(std::isfinite(*damping) && *damping > 0, op, "damping",
-                 "must be a finite number > 0 (or None for the per-block default), got ", *damping);
-  const std::vector<int64_t> bounds = check_blocks(blocks, train.size(1), op);
-  const at::ScalarType dt = compute_dtype(train, query);
+  const std::vector<int64_t> bounds = check_datainf_scores(train, query, damping, blocks);
+  const at::ScalarType dt = score_dtype(train, query);
   const at::Tensor q = padded_queries(query.unsqueeze(0), dt), view = unit_last_stride(train);
   at::Tensor out = at::empty({train.size(0)}, train.options().dtype(dt));
   cpu::DatainfArgs d{};

@@ -5,11 +5,10 @@
 
 #include <cstdint>
 
+#include "../elem.h"
 #include "../sketch_rng.h"
 
 namespace trustattr::cpu {
-
-enum class Elem : int { kF32 = 0, kF64 = 1, kBF16 = 2, kF16 = 3 };
 
 struct SketchArgs {
   // Input rows. Forward: x is [n, d] (features). Transposed: x is [n, k].

@@ -23,7 +23,7 @@
 
 #include <cstdint>
 
-#include "sketch_cuda.h"  // Elem
+#include "../elem.h"
 
 namespace trustattr::cuda {
 

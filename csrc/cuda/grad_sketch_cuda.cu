@@ -29,7 +29,7 @@
 #include <algorithm>
 
 #include "../checks.h"
-#include "../cpu/attr_cpu.h"  // derive_seed
+#include "../sketch_rng.h"  // derive_seed
 #include "attr_launch_cuda.h"
 
 namespace trustattr {
@@ -49,24 +49,11 @@ void check_segment_values(const at::Tensor& segments, int64_t num_segments, cons
                "), got ", segments[row].item<int64_t>(), " at row ", row);
 }
 
-// Input checks of both gradient-sketch ops (the CPU launcher's, in the same
-// order) plus the device-side segment check. Returns the number of output rows.
-int64_t check_factors(const at::Tensor& a, const at::Tensor& g, const std::optional<at::Tensor>& segments,
-                      int64_t num_segments, const char* op) {
-  check_rank(a, 3, op, "a", "[N, T, d_in]");
-  check_rank(g, 3, op, "g", "[N, T, d_out]");
-  check_same_device(a, g, op, "a", "g");
-  check_floating(a, op, "a");
-  check_floating(g, op, "g");
-  check_same_dtype(a, g, op, "a", "g");
-  check_same_size(a, 0, g, 0, op, "a", "g", "number of rows N");
-  check_same_size(a, 1, g, 1, op, "a", "g", "number of tokens T");
-  TA_CHECK_ARG(a.size(2) >= 1, op, "a", "must have d_in >= 1 features, got shape ", shape_str(a));
-  TA_CHECK_ARG(g.size(2) >= 1, op, "g", "must have d_out >= 1 features, got shape ", shape_str(g));
-  const int64_t rows_out = check_segments(segments, num_segments, a.size(0), a, "a", op);
-  TA_CHECK_ARG(a.is_cuda(), op, "a", "must be a CUDA tensor, got device ", a.device());
+// After the CPU launcher's checks: the device, and the segment ids on the device.
+void check_factors_cuda(const at::Tensor& a, const std::optional<at::Tensor>& segments,
+                        int64_t num_segments, const char* op) {
+  check_cuda(a, op, "a");
   if (segments.has_value()) check_segment_values(*segments, num_segments, op);
-  return rows_out;
 }
 
 // Members of every output row (attr_cuda.h), rows ascending within a segment.
@@ -117,13 +104,12 @@ at::Tensor project_factored_cuda(const at::Tensor& a, const at::Tensor& g, int64
                                  int64_t seed, const std::optional<at::Tensor>& segments,
                                  int64_t num_segments) {
   const char* op = "project_factored";
-  check_positive(k_in, op, "k_in");
-  check_positive(k_out, op, "k_out");
-  const int64_t rows_out = check_factors(a, g, segments, num_segments, op);
+  const int64_t rows_out = check_project_factored(a, g, k_in, k_out, segments, num_segments);
+  check_factors_cuda(a, segments, num_segments, op);
   TA_CHECK_ARG(k_in <= kMaxOuterColumns, op, "k_in", "must be <= ", kMaxOuterColumns, " on CUDA, got ", k_in);
   TA_CHECK_ARG(k_out <= kMaxOuterColumns, op, "k_out", "must be <= ", kMaxOuterColumns, " on CUDA, got ", k_out);
   const c10::cuda::CUDAGuard guard(a.device());
-  const at::TensorOptions options = a.options().dtype(sketch_out_dtype(a.scalar_type()));
+  const at::TensorOptions options = sketch_options(a);
   const int64_t n = a.size(0), t = a.size(1);
   if (n == 0 || t == 0) return at::zeros({rows_out, k_out * k_in}, options);
 
@@ -142,7 +128,7 @@ at::Tensor project_factored_cuda(const at::Tensor& a, const at::Tensor& g, int64
   p.y_stride_n = ra.per_n * k_in;
   p.y_stride_t = ra.per_t * k_in;
   p.y_stride_c = 1;
-  p.elem = cuda_elem(options.dtype().toScalarType());
+  p.elem = elem_of(options.dtype().toScalarType());
   p.t = t;
   p.p_count = k_out;
   p.q_count = k_in;
@@ -167,14 +153,13 @@ at::Tensor project_outer_cuda(const at::Tensor& a, const at::Tensor& g, int64_t 
                               int64_t feature_offset, const std::optional<at::Tensor>& segments,
                               int64_t num_segments) {
   const char* op = "project_outer";
-  check_positive(k, op, "k");
-  TA_CHECK_ARG(feature_offset >= 0, op, "feature_offset", "must be >= 0, got ", feature_offset);
-  const int64_t rows_out = check_factors(a, g, segments, num_segments, op);
+  const int64_t rows_out = check_project_outer(a, g, k, feature_offset, segments, num_segments);
+  check_factors_cuda(a, segments, num_segments, op);
   const int64_t d_in = a.size(2), d_out = g.size(2);
   TA_CHECK_ARG(d_in <= kMaxOuterColumns, op, "a", "must have d_in <= ", kMaxOuterColumns,
                " features on CUDA, got shape ", shape_str(a));
   const c10::cuda::CUDAGuard guard(a.device());
-  const at::TensorOptions options = a.options().dtype(sketch_out_dtype(a.scalar_type()));
+  const at::TensorOptions options = sketch_options(a);
   at::Tensor out = at::zeros({rows_out, k}, options);
   if (a.size(0) == 0 || a.size(1) == 0) return out;
 
@@ -189,7 +174,7 @@ at::Tensor project_outer_cuda(const at::Tensor& a, const at::Tensor& g, int64_t 
   p.y_stride_n = a.stride(0);
   p.y_stride_t = a.stride(1);
   p.y_stride_c = a.stride(2);
-  p.elem = cuda_elem(a.scalar_type());
+  p.elem = elem_of(a.scalar_type());
   p.t = a.size(1);
   p.q_count = d_in;
   p.members = members.view();
@@ -209,15 +194,11 @@ at::Tensor project_outer_cuda(const at::Tensor& a, const at::Tensor& g, int64_t 
 
 at::Tensor segment_sum_cuda(const at::Tensor& x, const at::Tensor& segments, int64_t num_segments) {
   const char* op = "segment_sum";
-  check_rank(x, 2, op, "x", "[R, k]");
-  check_floating(x, op, "x");
-  TA_CHECK_ARG(x.size(1) >= 1, op, "x", "must have k >= 1 columns, got shape ", shape_str(x));
-  check_positive(num_segments, op, "num_segments");
-  check_segments(segments, num_segments, x.size(0), x, "x", op);
-  TA_CHECK_ARG(x.is_cuda(), op, "x", "must be a CUDA tensor, got device ", x.device());
+  check_segment_sum(x, segments, num_segments);
+  check_cuda(x, op, "x");
   check_segment_values(segments, num_segments, op);
   const c10::cuda::CUDAGuard guard(x.device());
-  const at::TensorOptions options = x.options().dtype(sketch_out_dtype(x.scalar_type()));
+  const at::TensorOptions options = sketch_options(x);
   if (x.size(0) == 0) return at::zeros({num_segments, x.size(1)}, options);
   TA_CHECK_ARG(x.size(1) <= kMaxSegmentColumns, op, "x", "must have at most ", kMaxSegmentColumns,
                " columns on CUDA, got shape ", shape_str(x));
@@ -228,7 +209,7 @@ at::Tensor segment_sum_cuda(const at::Tensor& x, const at::Tensor& segments, int
   p.x = x.data_ptr();
   p.stride_row = x.stride(0);
   p.stride_col = x.stride(1);
-  p.elem = cuda_elem(x.scalar_type());
+  p.elem = elem_of(x.scalar_type());
   p.k = x.size(1);
   p.members = members.view();
   p.rows_out = num_segments;

@@ -25,15 +25,6 @@
 namespace trustattr {
 namespace {
 
-cuda::Elem elem_of(at::ScalarType dt) {
-  switch (dt) {
-    case at::kFloat: return cuda::Elem::kF32;
-    case at::kDouble: return cuda::Elem::kF64;
-    case at::kBFloat16: return cuda::Elem::kBF16;
-    default: return cuda::Elem::kF16;
-  }
-}
-
 // The gaussian quantile table on `device`, copied from the CPU table once per
 // device. The tensors are never freed (a static destructor running after the
 // CUDA runtime shut down would crash at exit).
@@ -62,22 +53,12 @@ cuda::DeviceCaps device_caps(c10::DeviceIndex index) {
 // Shared body of project (x [N, D] -> [N, k]) and project_t (y [N, k] -> [N, D]).
 at::Tensor sketch_cuda(const at::Tensor& x, int64_t d, int64_t k, int64_t seed,
                        c10::string_view kind, int64_t feature_offset, int64_t nnz, bool transposed) {
-  const char* op = transposed ? "project_t" : "project";
-  const char* arg = transposed ? "y" : "x";
-  check_rank(x, 2, op, arg, transposed ? "[N, k]" : "[N, D]");
-  check_floating(x, op, arg);
-  if (transposed) {
-    TA_CHECK_ARG(x.size(1) == k, op, "y", "must have k columns, got shape ", shape_str(x));
-  } else {
-    TA_CHECK_ARG(x.size(1) >= 1, op, "x", "must have D >= 1 features, got shape ", shape_str(x));
-  }
-  const SketchKind sk = check_sketch(kind, d, k, feature_offset, nnz, op);
-  TA_CHECK_ARG(x.is_cuda(), op, arg, "must be a CUDA tensor, got device ", x.device());
+  const SketchKind sk = check_project(x, d, k, kind, feature_offset, nnz, transposed);
+  check_cuda(x, sketch_op(transposed), sketch_arg(transposed));
 
   const c10::cuda::CUDAGuard guard(x.device());
   const int64_t n = x.size(0);
-  at::Tensor out = at::empty({n, transposed ? d : k},
-                             x.options().dtype(sketch_out_dtype(x.scalar_type())));
+  at::Tensor out = at::empty({n, transposed ? d : k}, sketch_options(x));
   if (n == 0) return out;
 
   cuda::SketchParams p{};
@@ -107,16 +88,6 @@ at::Tensor sketch_cuda(const at::Tensor& x, int64_t d, int64_t k, int64_t seed,
   return out;
 }
 
-at::Tensor project_cuda(const at::Tensor& x, int64_t k, int64_t seed, c10::string_view kind,
-                        int64_t feature_offset, int64_t nnz) {
-  return sketch_cuda(x, x.dim() == 2 ? x.size(1) : 0, k, seed, kind, feature_offset, nnz, false);
-}
-
-at::Tensor project_t_cuda(const at::Tensor& y, int64_t D, int64_t seed, c10::string_view kind,
-                          int64_t feature_offset, int64_t nnz) {
-  return sketch_cuda(y, D, y.dim() == 2 ? y.size(1) : 0, seed, kind, feature_offset, nnz, true);
-}
-
 // Installed into random_matrix_cuda_hook(); trustattr.cpp has validated the
 // arguments already.
 at::Tensor random_matrix_cuda(int64_t D, int64_t k, int64_t seed, SketchKind kind,
@@ -142,8 +113,8 @@ at::Tensor random_matrix_cuda(int64_t D, int64_t k, int64_t seed, SketchKind kin
 }  // namespace
 
 TORCH_LIBRARY_IMPL(trustattr, CUDA, m) {
-  m.impl("project", &project_cuda);
-  m.impl("project_t", &project_t_cuda);
+  m.impl("project", &project_op<sketch_cuda>);
+  m.impl("project_t", &project_t_op<sketch_cuda>);
 }
 
 }  // namespace trustattr

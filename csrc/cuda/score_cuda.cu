@@ -20,7 +20,6 @@
 #include <torch/library.h>
 
 #include <algorithm>
-#include <cmath>
 #include <tuple>
 #include <vector>
 
@@ -34,31 +33,13 @@ constexpr int64_t kTopkScores = int64_t(1) << 24;  // scores per merge step
 constexpr int64_t kTopkMinRows = 1024;
 constexpr int64_t kStatsValues = int64_t(1) << 24;  // DataInf per-row statistics held at once
 
-// Float64 when either input is float64, else float32 (as on the CPU).
-at::ScalarType compute_dtype(const at::Tensor& train, const at::Tensor& query) {
-  return train.scalar_type() == at::kDouble || query.scalar_type() == at::kDouble ? at::kDouble
-                                                                                   : at::kFloat;
-}
-
-// Checks train [N, k] against query [M, k] (or [k] for DataInf), as the CPU launcher does.
-void check_pair(const at::Tensor& train, const at::Tensor& query, const char* op, bool vector_query) {
-  check_rank(train, 2, op, "train", "[N, k]");
-  check_rank(query, vector_query ? 1 : 2, op, "query", vector_query ? "[k]" : "[M, k]");
-  check_same_device(train, query, op, "train", "query");
-  check_floating(train, op, "train");
-  check_floating(query, op, "query");
-  TA_CHECK_ARG(train.size(1) >= 1, op, "train", "must have k >= 1 columns, got shape ", shape_str(train));
-  check_same_size(train, 1, query, vector_query ? 0 : 1, op, "train", "query", "number of columns k");
-  TA_CHECK_ARG(train.is_cuda(), op, "train", "must be a CUDA tensor, got device ", train.device());
-}
-
 // Kernel arguments for all train rows against the queries q [m, k] (compute type, contiguous).
 cuda::ScoreParams score_params(const at::Tensor& train, const at::Tensor& q, bool normalize) {
   cuda::ScoreParams p{};
   p.train = train.data_ptr();
   p.stride_row = train.stride(0);
   p.stride_col = train.stride(1);
-  p.elem = cuda_elem(train.scalar_type());
+  p.elem = elem_of(train.scalar_type());
   p.row_begin = 0;
   p.n = train.size(0);
   p.k = train.size(1);
@@ -71,9 +52,10 @@ cuda::ScoreParams score_params(const at::Tensor& train, const at::Tensor& q, boo
 }
 
 at::Tensor score_cuda(const at::Tensor& train, const at::Tensor& query, bool normalize) {
-  check_pair(train, query, "score", false);
+  check_score_pair(train, query, "score", false);
+  check_cuda(train, "score", "train");
   const c10::cuda::CUDAGuard guard(train.device());
-  const at::ScalarType dt = compute_dtype(train, query);
+  const at::ScalarType dt = score_dtype(train, query);
   at::Tensor out = at::empty({train.size(0), query.size(0)}, train.options().dtype(dt));
   if (out.numel() == 0) return out;
   const at::Tensor q = query.to(dt).contiguous();
@@ -87,13 +69,10 @@ at::Tensor score_cuda(const at::Tensor& train, const at::Tensor& query, bool nor
 
 std::tuple<at::Tensor, at::Tensor> topk_score_cuda(const at::Tensor& train, const at::Tensor& query,
                                                    int64_t topk, bool normalize, bool largest) {
-  const char* op = "topk_score";
-  check_pair(train, query, op, false);
-  check_positive(topk, op, "topk");
-  TA_CHECK_ARG(topk <= train.size(0), op, "topk", "must be <= N, the number of train rows (",
-               train.size(0), "), got ", topk);
+  check_topk_score(train, query, topk);
+  check_cuda(train, "topk_score", "train");
   const c10::cuda::CUDAGuard guard(train.device());
-  const at::ScalarType dt = compute_dtype(train, query);
+  const at::ScalarType dt = score_dtype(train, query);
   const int64_t n = train.size(0), m = query.size(0);
   at::Tensor values = at::empty({m, topk}, train.options().dtype(dt));
   at::Tensor indices = at::empty({m, topk}, train.options().dtype(at::kLong));
@@ -147,15 +126,10 @@ void for_chunk_groups(int64_t n, int64_t chunk, int64_t num_blocks, Body&& body)
 
 at::Tensor datainf_scores_cuda(const at::Tensor& train, const at::Tensor& query,
                                std::optional<double> damping, at::OptionalIntArrayRef blocks) {
-  const char* op = "datainf_scores";
-  check_pair(train, query, op, true);
-  TA_CHECK_ARG(train.size(0) >= 1, op, "train", "must have N >= 1 rows, got shape ", shape_str(train));
-  if (damping.has_value())
-    TA_CHECK_ARG(std::isfinite(*damping) && *damping > 0, op, "damping",
-                 "must be a finite number > 0 (or None for the per-block default), got ", *damping);
-  const std::vector<int64_t> bounds = check_blocks(blocks, train.size(1), op);
+  const std::vector<int64_t> bounds = check_datainf_scores(train, query, damping, blocks);
+  check_cuda(train, "datainf_scores", "train");
   const c10::cuda::CUDAGuard guard(train.device());
-  const at::ScalarType dt = compute_dtype(train, query);
+  const at::ScalarType dt = score_dtype(train, query);
   const int64_t n = train.size(0), k = train.size(1);
   const int64_t num_blocks = static_cast<int64_t>(bounds.size()) - 1;
   const at::TensorOptions doubles = train.options().dtype(at::kDouble);
@@ -173,7 +147,7 @@ at::Tensor datainf_scores_cuda(const at::Tensor& train, const at::Tensor& query,
   rows.train = train.data_ptr();
   rows.stride_row = train.stride(0);
   rows.stride_col = train.stride(1);
-  rows.elem = cuda_elem(train.scalar_type());
+  rows.elem = elem_of(train.scalar_type());
   rows.f64 = dt == at::kDouble;
   rows.k = k;
   rows.bounds = bounds_dev.data_ptr<int64_t>();

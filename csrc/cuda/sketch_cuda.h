@@ -26,11 +26,10 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "../elem.h"
 #include "../sketch_rng.h"
 
 namespace trustattr::cuda {
-
-enum class Elem : int { kF32 = 0, kF64 = 1, kBF16 = 2, kF16 = 3 };
 
 struct SketchParams {
   // Input rows. Forward: x is [n, d]. Transposed: x is [n, k]. Any strides (elements).
