@@ -1,8 +1,8 @@
 // Shared by the issue-5 CPU kernels (grad_sketch_impl.h, score_impl.h,
 // datainf_impl.h): internal-linkage helpers, dtype conversion, and the
 // accumulate-into-C GEMM micro-kernels with their rademacher panel generator.
-// Included after sketch_cpu_impl.h by the attr_isa_*.cpp files only, once per
-// instruction set; everything lives in namespace TA_ISA_NS.
+// Included by the attr_isa_*.cpp files only, once per instruction set;
+// everything lives in namespace TA_ISA_NS.
 #pragma once
 
 #include <stdlib.h>
@@ -11,6 +11,7 @@
 #include <cstdint>
 
 #include "attr_cpu.h"
+#include "simd_impl.h"
 
 #ifndef TA_ISA_NS
 #error "define TA_ISA_NS before including attr_common_impl.h"

@@ -2,7 +2,6 @@
 #if defined(__x86_64__)
 #pragma GCC target("avx2,fma,bmi,bmi2,f16c")
 #define TA_ISA_NS attr_avx2
-#include "sketch_cpu_impl.h"
 #include "grad_sketch_impl.h"
 #include "score_impl.h"
 #include "datainf_impl.h"

@@ -4,7 +4,6 @@
 #if defined(__x86_64__)
 #pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,bmi,bmi2,f16c")
 #define TA_ISA_NS attr_avx512
-#include "sketch_cpu_impl.h"
 #include "grad_sketch_impl.h"
 #include "score_impl.h"
 #include "datainf_impl.h"

@@ -4,7 +4,6 @@
 #include <string.h>
 
 #define TA_ISA_NS attr_baseline
-#include "sketch_cpu_impl.h"
 #include "grad_sketch_impl.h"
 #include "score_impl.h"
 #include "datainf_impl.h"

@@ -1,8 +1,8 @@
 // CPU kernels of project_factored and project_outer: sketches of a linear
 // layer's per-sample gradient G_n = sum_t g[n,t] a[n,t]^T ([d_out, d_in]) that
-// never form G_n. Included (after sketch_cpu_impl.h, whose helpers they reuse)
-// by the attr_isa_*.cpp files only, once per instruction set; everything lives
-// in namespace TA_ISA_NS.
+// never form G_n. Included (with attr_common_impl.h and simd_impl.h, whose
+// helpers they reuse) by the attr_isa_*.cpp files only, once per instruction
+// set; everything lives in namespace TA_ISA_NS.
 //
 // Building block: micro<MR, NV>, a register-blocked GEMM micro-kernel that
 // ACCUMULATES into C in memory: C[r, c] += sum_p A(p, r) * B[p*ldb + c] for

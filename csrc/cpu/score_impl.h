@@ -1,7 +1,7 @@
 // CPU kernels of score and topk_score: streaming passes over the rows of a
 // train feature matrix [N, k] (possibly a memory-mapped file) against query
-// rows; datainf_impl.h builds on them. Included after sketch_cpu_impl.h by the
-// attr_isa_*.cpp files only, once per instruction set.
+// rows; datainf_impl.h builds on them. Included by the attr_isa_*.cpp files
+// only, once per instruction set.
 //
 // Dot products. <x, q> of a train row and a query row is ONE fixed sequence:
 // acc (a SIMD vector of L lanes, L = 16 float / 8 double) += x[j:j+L] * q[j:j+L]

@@ -1,0 +1,151 @@
+// The dense sketch kernels' building blocks: the register-blocked micro-kernel
+// (MR rows x NR = two SIMD vectors of columns, written into a small buffer),
+// row packing, and the generators of random-matrix panels (forward: R[d0 + p,
+// j0 + c]; transposed: R[d0 + c, j0 + p]) from the sketch_rng.h words.
+// Part of sketch_cpu_impl.h (namespace TA_ISA_NS).
+#pragma once
+
+#include <string.h>
+
+#include <cstdint>
+
+#include "simd_impl.h"
+
+namespace trustattr::cpu::TA_ISA_NS {
+namespace {
+
+constexpr int kMaxMR = 12;  // rows per micro-kernel call
+
+// Panel width: two vectors of output columns.
+template <typename T>
+constexpr int64_t panel_width() { return 2 * VecOf<T>::lanes; }
+
+// ------------------------------------------------------------ micro-kernel
+
+// ct[MR, NR] = sum_p ap[p, MR] (outer) bp[p, NR]; ap is packed row-block major.
+template <typename T, int MR>
+void micro_kernel(int64_t kc, const T* __restrict ap, const T* __restrict bp,
+                  T* __restrict ct) {
+  using V = typename VecOf<T>::type;
+  constexpr int L = VecOf<T>::lanes;
+  V c0[MR], c1[MR];
+  for (int r = 0; r < MR; ++r) {
+    c0[r] = V{};
+    c1[r] = V{};
+  }
+  for (int64_t p = 0; p < kc; ++p) {
+    V b0, b1;
+    memcpy(&b0, bp + p * 2 * L, sizeof(V));
+    memcpy(&b1, bp + p * 2 * L + L, sizeof(V));
+    const T* a = ap + p * MR;
+    for (int r = 0; r < MR; ++r) {
+      c0[r] += a[r] * b0;
+      c1[r] += a[r] * b1;
+    }
+  }
+  for (int r = 0; r < MR; ++r) {
+    memcpy(ct + r * 2 * L, &c0[r], sizeof(V));
+    memcpy(ct + r * 2 * L + L, &c1[r], sizeof(V));
+  }
+}
+
+template <typename T>
+void micro_dispatch(int mr, int64_t kc, const T* ap, const T* bp, T* ct) {
+  switch (mr) {
+    case 1: return micro_kernel<T, 1>(kc, ap, bp, ct);
+    case 2: return micro_kernel<T, 2>(kc, ap, bp, ct);
+    case 3: return micro_kernel<T, 3>(kc, ap, bp, ct);
+    case 4: return micro_kernel<T, 4>(kc, ap, bp, ct);
+    case 5: return micro_kernel<T, 5>(kc, ap, bp, ct);
+    case 6: return micro_kernel<T, 6>(kc, ap, bp, ct);
+    case 7: return micro_kernel<T, 7>(kc, ap, bp, ct);
+    case 8: return micro_kernel<T, 8>(kc, ap, bp, ct);
+    case 9: return micro_kernel<T, 9>(kc, ap, bp, ct);
+    case 10: return micro_kernel<T, 10>(kc, ap, bp, ct);
+    case 11: return micro_kernel<T, 11>(kc, ap, bp, ct);
+    default: return micro_kernel<T, 12>(kc, ap, bp, ct);
+  }
+}
+
+// Packs rows [0, rows) x columns [c0, c0 + kc) of x (row stride sr, column
+// stride sc) into row blocks of kMaxMR rows: block b holds [kc][mr_b].
+template <Elem E, typename T>
+void pack_rows(const void* x, int64_t sr, int64_t sc, int64_t rows, int64_t c0,
+               int64_t kc, T* ap) {
+  for (int64_t rb = 0; rb < rows; rb += kMaxMR) {
+    const int64_t mr = rows - rb < kMaxMR ? rows - rb : kMaxMR;
+    T* block = ap + rb * kc;
+    for (int64_t r = 0; r < mr; ++r) {
+      const int64_t base = (rb + r) * sr + c0 * sc;
+      for (int64_t p = 0; p < kc; ++p) block[p * mr + r] = load_elem<E, T>(x, base + p * sc);
+    }
+  }
+}
+
+// ------------------------------------------------------- panel generators
+
+// Forward panel: bp[p, c] = R[d0 + p, j0 + c] (unscaled), with rkeys[p] the row
+// keys of features d0 + p. j0 is a multiple of the panel width.
+template <typename T>
+void panel_forward(SketchKind kind, const uint64_t* rkeys, int64_t kc, int64_t j0,
+                   const float* table, T* bp) {
+  constexpr int64_t NR = panel_width<T>();
+  if (kind == SketchKind::kRademacher) {
+    using V = typename VecOf<T>::type;
+    using B = typename VecOf<T>::bits;
+    constexpr int L = VecOf<T>::lanes;
+    using Lane = typename VecOf<T>::lane_t;
+    constexpr int kSignShift = sizeof(Lane) * 8 - 1;
+    constexpr Lane one = VecOf<T>::one_bits;
+    B lane_lo, lane_hi;
+    for (int i = 0; i < L; ++i) {
+      lane_lo[i] = static_cast<Lane>(i);
+      lane_hi[i] = static_cast<Lane>(i + L);
+    }
+    for (int64_t p = 0; p < kc; ++p) {
+      const uint64_t w = word_of(rkeys[p], j0 >> 6) >> (j0 & 63);
+      const B wv = B{} + static_cast<Lane>(w & ((NR == 64) ? ~0ULL : ((1ULL << NR) - 1)));
+      const B s0 = ((wv >> lane_lo) << kSignShift) | one;
+      const B s1 = ((wv >> lane_hi) << kSignShift) | one;
+      V v0, v1;
+      memcpy(&v0, &s0, sizeof(V));
+      memcpy(&v1, &s1, sizeof(V));
+      memcpy(bp + p * NR, &v0, sizeof(V));
+      memcpy(bp + p * NR + L, &v1, sizeof(V));
+    }
+  } else {  // gaussian: four 16-bit table indices per word
+    for (int64_t p = 0; p < kc; ++p) {
+      for (int64_t q = 0; q < NR / 4; ++q) {
+        const uint64_t w = word_of(rkeys[p], (j0 >> 2) + q);
+        for (int s = 0; s < 4; ++s)
+          bp[p * NR + 4 * q + s] = static_cast<T>(table[(w >> (16 * s)) & 0xFFFFu]);
+      }
+    }
+  }
+}
+
+// Transposed panel: bp[p, c] = R[d0 + c, j0 + p] (unscaled), rkeys[c] the row
+// keys of features d0 + c (NR of them).
+template <typename T>
+void panel_transposed(SketchKind kind, const uint64_t* rkeys, int64_t kc, int64_t j0,
+                      const float* table, T* bp) {
+  constexpr int64_t NR = panel_width<T>();
+  uint64_t words[NR];
+  for (int64_t p = 0; p < kc; ++p) {
+    const int64_t j = j0 + p;
+    if (kind == SketchKind::kRademacher) {
+      if (p == 0 || (j & 63) == 0)
+        for (int64_t c = 0; c < NR; ++c) words[c] = word_of(rkeys[c], j >> 6);
+      for (int64_t c = 0; c < NR; ++c)
+        bp[p * NR + c] = ((words[c] >> (j & 63)) & 1ULL) ? T(-1) : T(1);
+    } else {
+      if (p == 0 || (j & 3) == 0)
+        for (int64_t c = 0; c < NR; ++c) words[c] = word_of(rkeys[c], j >> 2);
+      for (int64_t c = 0; c < NR; ++c)
+        bp[p * NR + c] = static_cast<T>(table[(words[c] >> (16 * (j & 3))) & 0xFFFFu]);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace trustattr::cpu::TA_ISA_NS
