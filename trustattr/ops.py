@@ -2,8 +2,8 @@
 
 Importing this module loads the compiled extension, whose ``TORCH_LIBRARY``
 block defines every op's schema and whose kernels register for CPU and CUDA.
-This module adds the fake (meta) kernels used by ``torch.compile`` and the
-autograd formulas. If the extension is missing or fails to load, the same
+This module registers the fake (meta) kernels used by ``torch.compile`` (defined,
+with the schemas, in :mod:`trustattr._op_contract`) and the autograd formulas. If the extension is missing or fails to load, the same
 schemas are defined here with the pure-PyTorch reference kernels of
 :mod:`trustattr.reference` as their implementation, and one warning says so:
 everything keeps working, only slower.
@@ -17,6 +17,7 @@ import warnings
 import torch
 
 from trustattr import reference
+from trustattr._op_contract import FAKES, SCHEMAS
 from trustattr.reference import derive_seed
 
 __all__ = [
@@ -35,44 +36,6 @@ __all__ = [
     "segment_sum",
     "topk_score",
 ]
-
-# The op contract. csrc/trustattr.cpp defines the same schemas; a test checks they agree.
-SCHEMAS: dict[str, str] = {
-    "project": 'project(Tensor x, int k, int seed, str kind="rademacher", int feature_offset=0, int nnz=1) -> Tensor',
-    "project_t": 'project_t(Tensor y, int D, int seed, str kind="rademacher", int feature_offset=0, int nnz=1) -> Tensor',
-    "random_matrix": (
-        'random_matrix(int D, int k, int seed, str kind="rademacher", int feature_offset=0, int nnz=1, '
-        "ScalarType? dtype=None, Device? device=None) -> Tensor"
-    ),
-    "project_factored": (
-        "project_factored(Tensor a, Tensor g, int k_in, int k_out, int seed, Tensor? segments=None, "
-        "int num_segments=-1) -> Tensor"
-    ),
-    "project_outer": (
-        "project_outer(Tensor a, Tensor g, int k, int seed, int feature_offset=0, Tensor? segments=None, "
-        "int num_segments=-1) -> Tensor"
-    ),
-    "segment_sum": "segment_sum(Tensor x, Tensor segments, int num_segments) -> Tensor",
-    "score": "score(Tensor train, Tensor query, bool normalize=False) -> Tensor",
-    "topk_score": (
-        "topk_score(Tensor train, Tensor query, int topk, bool normalize=False, bool largest=True) "
-        "-> (Tensor values, Tensor indices)"
-    ),
-    "datainf_scores": "datainf_scores(Tensor train, Tensor query, float? damping=None, int[]? blocks=None) -> Tensor",
-}
-
-# Reference implementations served when the compiled extension is unavailable.
-_FALLBACKS = {
-    "project": reference.project,
-    "project_t": reference.project_t,
-    "random_matrix": reference.random_matrix,
-    "project_factored": reference.project_factored,
-    "project_outer": reference.project_outer,
-    "segment_sum": reference.segment_sum,
-    "score": reference.score,
-    "topk_score": reference.topk_score,
-    "datainf_scores": reference.datainf_scores,
-}
 
 
 def _load_extension() -> tuple[bool, str | None]:
@@ -98,94 +61,11 @@ if not EXTENSION_LOADED:
     _fallback_library = torch.library.Library("trustattr", "DEF")
     for _name, _schema in SCHEMAS.items():
         _fallback_library.define(_schema)
-        _fallback_library.impl(_name, _FALLBACKS[_name], "CompositeExplicitAutograd")
+        _fallback_library.impl(_name, getattr(reference, _name), "CompositeExplicitAutograd")
 
 
-def _sketch_out_dtype(dtype: torch.dtype) -> torch.dtype:
-    return torch.float64 if dtype == torch.float64 else torch.float32
-
-
-# ----------------------------------------------------------------- fake kernels
-
-
-@torch.library.register_fake("trustattr::project")
-def _project_fake(x, k, seed, kind="rademacher", feature_offset=0, nnz=1):
-    torch._check(x.dim() == 2, lambda: f"project: argument 'x' must be a 2-D tensor [N, D], got {x.dim()}-D")
-    torch._check(k >= 1, lambda: f"project: argument 'k' must be >= 1, got {k}")
-    return x.new_empty((x.shape[0], k), dtype=_sketch_out_dtype(x.dtype))
-
-
-@torch.library.register_fake("trustattr::project_t")
-def _project_t_fake(y, D, seed, kind="rademacher", feature_offset=0, nnz=1):
-    torch._check(y.dim() == 2, lambda: f"project_t: argument 'y' must be a 2-D tensor [N, k], got {y.dim()}-D")
-    torch._check(D >= 1, lambda: f"project_t: argument 'D' must be >= 1, got {D}")
-    return y.new_empty((y.shape[0], D), dtype=_sketch_out_dtype(y.dtype))
-
-
-@torch.library.register_fake("trustattr::random_matrix")
-def _random_matrix_fake(D, k, seed, kind="rademacher", feature_offset=0, nnz=1, dtype=None, device=None):
-    return torch.empty((D, k), dtype=dtype or torch.float32, device=device or "cpu")
-
-
-def _same_device(op: str, names: tuple[str, str], *tensors: torch.Tensor) -> None:
-    if tensors[0].device != tensors[1].device:
-        raise ValueError(f"{op}: arguments '{names[0]}' and '{names[1]}' must be on the same device, "
-                         f"got {tensors[0].device} and {tensors[1].device}")
-
-
-def _factors_fake(op, a, g, segments, num_segments):
-    """Output rows of a gradient-sketch op, after the shape checks a fake tensor allows."""
-    torch._check(a.dim() == 3, lambda: f"{op}: argument 'a' must be a 3-D tensor [N, T, d_in], got {a.dim()}-D")
-    torch._check(g.dim() == 3, lambda: f"{op}: argument 'g' must be a 3-D tensor [N, T, d_out], got {g.dim()}-D")
-    _same_device(op, ("a", "g"), a, g)
-    for dim, what in ((0, "number of rows N"), (1, "number of tokens T")):
-        torch._check(a.shape[dim] == g.shape[dim],
-                     lambda: f"{op}: argument 'g' must have the same {what} as 'a' ({a.shape[dim]})")
-    if segments is None:
-        return a.shape[0]
-    _same_device(op, ("a", "segments"), a, segments)
-    return num_segments
-
-
-@torch.library.register_fake("trustattr::project_factored")
-def _project_factored_fake(a, g, k_in, k_out, seed, segments=None, num_segments=-1):
-    rows = _factors_fake("project_factored", a, g, segments, num_segments)
-    return a.new_empty((rows, k_out * k_in), dtype=_sketch_out_dtype(a.dtype))
-
-
-@torch.library.register_fake("trustattr::project_outer")
-def _project_outer_fake(a, g, k, seed, feature_offset=0, segments=None, num_segments=-1):
-    rows = _factors_fake("project_outer", a, g, segments, num_segments)
-    return a.new_empty((rows, k), dtype=_sketch_out_dtype(a.dtype))
-
-
-@torch.library.register_fake("trustattr::segment_sum")
-def _segment_sum_fake(x, segments, num_segments):
-    _same_device("segment_sum", ("x", "segments"), x, segments)
-    return x.new_empty((num_segments, x.shape[1]), dtype=_sketch_out_dtype(x.dtype))
-
-
-def _score_dtype(train: torch.Tensor, query: torch.Tensor) -> torch.dtype:
-    return torch.float64 if torch.float64 in (train.dtype, query.dtype) else torch.float32
-
-
-@torch.library.register_fake("trustattr::score")
-def _score_fake(train, query, normalize=False):
-    _same_device("score", ("train", "query"), train, query)
-    return train.new_empty((train.shape[0], query.shape[0]), dtype=_score_dtype(train, query))
-
-
-@torch.library.register_fake("trustattr::topk_score")
-def _topk_score_fake(train, query, topk, normalize=False, largest=True):
-    _same_device("topk_score", ("train", "query"), train, query)
-    values = train.new_empty((query.shape[0], topk), dtype=_score_dtype(train, query))
-    return values, train.new_empty((query.shape[0], topk), dtype=torch.int64)
-
-
-@torch.library.register_fake("trustattr::datainf_scores")
-def _datainf_scores_fake(train, query, damping=None, blocks=None):
-    _same_device("datainf_scores", ("train", "query"), train, query)
-    return train.new_empty((train.shape[0],), dtype=_score_dtype(train, query))
+for _name, _fake in FAKES.items():
+    torch.library.register_fake(f"trustattr::{_name}")(_fake)
 
 
 # --------------------------------------------------------------------- autograd
@@ -204,20 +84,21 @@ def _setup_sketch(ctx, inputs, output):
     ctx.in_dtype = tensor.dtype
 
 
-def _project_backward(ctx, grad):
+def _adjoint_grad(adjoint, ctx, grad):
+    """Gradient of project (project_t): ``adjoint``, the other op, applied to grad, in the input's dtype."""
     seed, kind, feature_offset, nnz = ctx.sketch
-    g = torch.ops.trustattr.project_t(grad.contiguous(), ctx.in_dim, seed, kind, feature_offset, nnz)
+    g = adjoint(grad.contiguous(), ctx.in_dim, seed, kind, feature_offset, nnz)
     return g.to(ctx.in_dtype), None, None, None, None, None
 
 
-def _project_t_backward(ctx, grad):
-    seed, kind, feature_offset, nnz = ctx.sketch
-    g = torch.ops.trustattr.project(grad.contiguous(), ctx.in_dim, seed, kind, feature_offset, nnz)
-    return g.to(ctx.in_dtype), None, None, None, None, None
-
-
-torch.library.register_autograd("trustattr::project", _project_backward, setup_context=_setup_sketch)
-torch.library.register_autograd("trustattr::project_t", _project_t_backward, setup_context=_setup_sketch)
+torch.library.register_autograd(
+    "trustattr::project", lambda ctx, grad: _adjoint_grad(torch.ops.trustattr.project_t, ctx, grad),
+    setup_context=_setup_sketch,
+)
+torch.library.register_autograd(
+    "trustattr::project_t", lambda ctx, grad: _adjoint_grad(torch.ops.trustattr.project, ctx, grad),
+    setup_context=_setup_sketch,
+)
 
 
 def _rowwise_vmap(apply):
@@ -235,40 +116,32 @@ def _rowwise_vmap(apply):
     return rule
 
 
-class _Project(torch.autograd.Function):
-    @staticmethod
-    def forward(x, k, seed, kind, feature_offset, nnz):
-        return torch.ops.trustattr.project(x, k, seed, kind, feature_offset, nnz)
+def _sketch_function(name: str, adjoint: str) -> type[torch.autograd.Function]:
+    """The autograd.Function of op ``name`` (project or project_t); its backward applies ``adjoint``'s."""
+    op = getattr(torch.ops.trustattr, name)
 
-    setup_context = staticmethod(_setup_sketch)
+    class SketchFunction(torch.autograd.Function):
+        @staticmethod
+        def forward(tensor, dim, seed, kind, feature_offset, nnz):
+            return op(tensor, dim, seed, kind, feature_offset, nnz)
 
-    @staticmethod
-    def backward(ctx, grad):
-        seed, kind, feature_offset, nnz = ctx.sketch
-        g = _ProjectT.apply(grad.contiguous(), ctx.in_dim, seed, kind, feature_offset, nnz)
-        return g.to(ctx.in_dtype), None, None, None, None, None
+        setup_context = staticmethod(_setup_sketch)
 
-    @staticmethod
-    def vmap(info, in_dims, x, k, seed, kind, feature_offset, nnz):
-        return _rowwise_vmap(_Project.apply)(info, in_dims, x, k, seed, kind, feature_offset, nnz)
+        @staticmethod
+        def backward(ctx, grad):
+            return _adjoint_grad(_SKETCH_FUNCTIONS[adjoint].apply, ctx, grad)
+
+        @staticmethod
+        def vmap(info, in_dims, tensor, *args):
+            return _rowwise_vmap(SketchFunction.apply)(info, in_dims, tensor, *args)
+
+    SketchFunction.__name__ = SketchFunction.__qualname__ = name.title().replace("_", "") + "Function"
+    return SketchFunction
 
 
-class _ProjectT(torch.autograd.Function):
-    @staticmethod
-    def forward(y, D, seed, kind, feature_offset, nnz):
-        return torch.ops.trustattr.project_t(y, D, seed, kind, feature_offset, nnz)
-
-    setup_context = staticmethod(_setup_sketch)
-
-    @staticmethod
-    def backward(ctx, grad):
-        seed, kind, feature_offset, nnz = ctx.sketch
-        g = _Project.apply(grad.contiguous(), ctx.in_dim, seed, kind, feature_offset, nnz)
-        return g.to(ctx.in_dtype), None, None, None, None, None
-
-    @staticmethod
-    def vmap(info, in_dims, y, D, seed, kind, feature_offset, nnz):
-        return _rowwise_vmap(_ProjectT.apply)(info, in_dims, y, D, seed, kind, feature_offset, nnz)
+_SKETCH_FUNCTIONS = {"project": _sketch_function("project", "project_t"),
+                     "project_t": _sketch_function("project_t", "project")}
+_Project, _ProjectT = _SKETCH_FUNCTIONS["project"], _SKETCH_FUNCTIONS["project_t"]
 
 
 # ------------------------------------------------------------------- public API
