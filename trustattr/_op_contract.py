@@ -77,7 +77,7 @@ def _factors_fake(op, a, g, segments, num_segments):
     _same_device(op, ("a", "g"), a, g)
     for dim, what in ((0, "number of rows N"), (1, "number of tokens T")):
         torch._check(a.shape[dim] == g.shape[dim],
-                     lambda: f"{op}: argument 'g' must have the same {what} as 'a' ({a.shape[dim]})")
+                     lambda dim=dim, what=what: f"{op}: argument 'g' must have the same {what} as 'a' ({a.shape[dim]})")
     if segments is None:
         return a.shape[0]
     _same_device(op, ("a", "segments"), a, segments)

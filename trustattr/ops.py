@@ -78,7 +78,7 @@ for _name, _fake in FAKES.items():
 
 
 def _setup_sketch(ctx, inputs, output):
-    tensor, dim, seed, kind, feature_offset, nnz = inputs
+    tensor, _dim, seed, kind, feature_offset, nnz = inputs
     ctx.sketch = (seed, kind, feature_offset, nnz)
     ctx.in_dim = tensor.shape[1]
     ctx.in_dtype = tensor.dtype

@@ -77,7 +77,7 @@ def test_layers_with_offsets_sum_to_one_global_projection(gen):
 
 
 def test_derive_seed_is_documented_and_separates_indices():
-    assert ops.derive_seed(0, 0) == reference._signed(reference._mix64_int(0))
+    assert ops.derive_seed(0, 0) == reference.rng._signed(reference.rng._mix64_int(0))
     seeds = {ops.derive_seed(s, i) for s in (0, 1, -1, 2**62) for i in range(4)}
     assert len(seeds) == 16
     assert ops.derive_seed(42, 3) == ops.derive_seed(42, 3)
