@@ -27,19 +27,9 @@ constexpr int kBN = 64;  // output columns per block
 constexpr int kBK = 16;  // reduction elements per chunk
 
 template <typename Acc>
-struct SimtParams {
-  const void* a;  // A [m, red]
-  int64_t a_stride_row, a_stride_col;
-  Acc* out;      // [m, cols], written scaled when partial == nullptr
-  Acc* partial;  // [slices, m, cols] unscaled, or nullptr
-  int64_t m, cols, red;
-  int64_t row_offset;
-  int64_t slice_len;  // multiple of kBK
-  uint64_t key;
-  int64_t feature_offset;
+struct SimtParams : DenseGemm<Acc> {  // slice_len: a multiple of kBK
   SketchKind kind;
   const float* table;
-  Acc scale;
 };
 
 template <typename Acc, Elem E, int BM, bool kTransposed>
@@ -133,17 +123,13 @@ __global__ void __launch_bounds__(kThreads) dense_simt_kernel(const SimtParams<A
 template <typename Acc, Elem E, int BM, bool kTransposed>
 cudaError_t launch_typed(const SimtParams<Acc>& base, int64_t slices, cudaStream_t stream) {
   const int64_t col_tiles = ceil_div(base.cols, kBN);
-  for (int64_t r0 = 0; r0 < base.m; r0 += kMaxGridY * BM) {
+  return launch_row_groups(base.m, BM, [&](int64_t r0, int64_t row_blocks) {
     SimtParams<Acc> p = base;
     p.row_offset = r0;
-    const int64_t rows = base.m - r0 < kMaxGridY * BM ? base.m - r0 : kMaxGridY * BM;
-    const dim3 grid(static_cast<unsigned>(col_tiles), static_cast<unsigned>(ceil_div(rows, BM)),
+    const dim3 grid(static_cast<unsigned>(col_tiles), static_cast<unsigned>(row_blocks),
                     static_cast<unsigned>(slices));
     dense_simt_kernel<Acc, E, BM, kTransposed><<<grid, kThreads, 0, stream>>>(p);
-    const cudaError_t err = cudaGetLastError();
-    if (err != cudaSuccess) return err;
-  }
-  return cudaSuccess;
+  });
 }
 
 template <typename Acc, Elem E>
@@ -159,36 +145,16 @@ cudaError_t launch_shape(int bm, bool transposed, const SimtParams<Acc>& p, int6
 
 template <typename Acc>
 SimtParams<Acc> make_params(const SketchParams& sp, const Plan& plan, void* partial) {
-  SimtParams<Acc> p{};
-  p.a = sp.x;
-  p.a_stride_row = sp.stride_row;
-  p.a_stride_col = sp.stride_col;
-  p.out = static_cast<Acc*>(sp.out);
-  p.partial = plan.slices > 1 ? static_cast<Acc*>(partial) : nullptr;
-  p.m = sp.n;
-  p.cols = sp.transposed ? sp.d : sp.k;
-  p.red = sp.transposed ? sp.k : sp.d;
-  p.slice_len = plan.slice_len;
-  p.key = sp.key;
-  p.feature_offset = sp.feature_offset;
+  SimtParams<Acc> p{dense_gemm<Acc>(sp, plan, partial)};
   p.kind = sp.kind;
   p.table = sp.table;
-  p.scale = static_cast<Acc>(sp.scale);
   return p;
 }
 
 }  // namespace
 
 Plan plan_dense_simt(const SketchParams& p) {
-  Plan plan{};
-  plan.engine = Engine::kDenseSimt;
-  plan.tile_rows = p.n <= 16 ? 16 : 64;
-  const int64_t cols = p.transposed ? p.d : p.k;
-  const int64_t red = p.transposed ? p.k : p.d;
-  const int64_t tiles = ceil_div(cols, kBN) * ceil_div(p.n, plan.tile_rows);
-  split_reduction(tiles, red, kBK, /*min_chunks=*/16, plan);
-  plan.workspace_bytes = partial_bytes(plan, p);
-  return plan;
+  return plan_dense(p, Engine::kDenseSimt, p.n <= 16 ? 16 : 64, kBN, kBK, /*min_chunks=*/16);
 }
 
 cudaError_t launch_dense_simt(const SketchParams& sp, const Plan& plan, void* partial,

@@ -30,20 +30,12 @@ constexpr int64_t kStartsBytes = 16 * ((8 * (kMaxCachedStarts + 1) + 15) / 16);
 constexpr int64_t kSparseTargetBlocks = 2 * kTargetBlocks;
 constexpr int64_t kFeatureChunk = 256;            // slice lengths are multiples of this
 
+// A: forward x [n, d]; transposed y [n, k]. partial: forward only, [slices, n, k].
 template <typename Acc>
-struct SparseParams {
-  const void* x;  // forward: [n, d]; transposed: y [n, k]
-  int64_t stride_row, stride_col;
-  Acc* out;      // forward [n, k], transposed [n, d]
-  Acc* partial;  // forward only: [slices, n, k] unscaled, or nullptr
+struct SparseParams : KernelParams<Acc> {
   int64_t n, d, k, nnz;
-  int64_t feature_offset;
-  int64_t row_offset;
-  uint64_t key;
   int rows_per_block;
   int64_t col_tile;
-  int64_t slice_len;
-  Acc scale;
 };
 
 // Adds the hits of feature f (row values v) into the shared accumulator.
@@ -92,7 +84,7 @@ __global__ void __launch_bounds__(kThreads, 2) sjlt_forward_kernel(const SparseP
 #pragma unroll
       for (int r = 0; r < RMAX; ++r)
         v[u][r] = (f < f_end && r < rows)
-                      ? load_elem<E, Acc>(p.x, (row0 + r) * p.stride_row + f * p.stride_col)
+                      ? load_elem<E, Acc>(p.a, (row0 + r) * p.a_stride_row + f * p.a_stride_col)
                       : Acc(0);
     }
 #pragma unroll
@@ -133,7 +125,7 @@ __global__ void __launch_bounds__(kThreads) sjlt_transposed_kernel(const SparseP
 #pragma unroll
     for (int r = 0; r < kGatherRows; ++r) {
       if (r < rows) {
-        const Acc v = load_elem<E, Acc>(p.x, (row0 + r) * p.stride_row + h.bucket * p.stride_col);
+        const Acc v = load_elem<E, Acc>(p.a, (row0 + r) * p.a_stride_row + h.bucket * p.a_stride_col);
         acc[r] += h.negative ? -v : v;
       }
     }
@@ -151,33 +143,23 @@ cudaError_t launch_forward(const SparseParams<Acc>& base, const Plan& plan, cuda
         kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(plan.smem_bytes));
     if (err != cudaSuccess) return err;
   }
-  const int64_t rows = base.rows_per_block;
-  for (int64_t r0 = 0; r0 < base.n; r0 += kMaxGridY * rows) {
+  return launch_row_groups(base.n, base.rows_per_block, [&](int64_t r0, int64_t row_blocks) {
     SparseParams<Acc> p = base;
     p.row_offset = r0;
-    const int64_t n = base.n - r0 < kMaxGridY * rows ? base.n - r0 : kMaxGridY * rows;
-    const dim3 grid(static_cast<unsigned>(plan.slices), static_cast<unsigned>(ceil_div(n, rows)),
+    const dim3 grid(static_cast<unsigned>(plan.slices), static_cast<unsigned>(row_blocks),
                     static_cast<unsigned>(ceil_div(base.k, base.col_tile)));
     kernel<<<grid, kThreads, plan.smem_bytes, stream>>>(p);
-    const cudaError_t err = cudaGetLastError();
-    if (err != cudaSuccess) return err;
-  }
-  return cudaSuccess;
+  });
 }
 
 template <typename Acc, Elem E>
 cudaError_t launch_transposed(const SparseParams<Acc>& base, cudaStream_t stream) {
-  for (int64_t r0 = 0; r0 < base.n; r0 += kMaxGridY * kGatherRows) {
+  return launch_row_groups(base.n, kGatherRows, [&](int64_t r0, int64_t row_blocks) {
     SparseParams<Acc> p = base;
     p.row_offset = r0;
-    const int64_t n = base.n - r0 < kMaxGridY * kGatherRows ? base.n - r0 : kMaxGridY * kGatherRows;
-    const dim3 grid(static_cast<unsigned>(ceil_div(base.d, kThreads)),
-                    static_cast<unsigned>(ceil_div(n, kGatherRows)));
+    const dim3 grid(static_cast<unsigned>(ceil_div(base.d, kThreads)), static_cast<unsigned>(row_blocks));
     sjlt_transposed_kernel<Acc, E><<<grid, kThreads, 0, stream>>>(p);
-    const cudaError_t err = cudaGetLastError();
-    if (err != cudaSuccess) return err;
-  }
-  return cudaSuccess;
+  });
 }
 
 template <typename Acc, Elem E>
@@ -194,22 +176,13 @@ cudaError_t launch_elem(const SparseParams<Acc>& p, const Plan& plan, bool trans
 
 template <typename Acc>
 SparseParams<Acc> make_params(const SketchParams& sp, const Plan& plan, void* partial) {
-  SparseParams<Acc> p{};
-  p.x = sp.x;
-  p.stride_row = sp.stride_row;
-  p.stride_col = sp.stride_col;
-  p.out = static_cast<Acc*>(sp.out);
-  p.partial = plan.slices > 1 ? static_cast<Acc*>(partial) : nullptr;
+  SparseParams<Acc> p{kernel_params<Acc>(sp, plan, partial)};
   p.n = sp.n;
   p.d = sp.d;
   p.k = sp.k;
   p.nnz = sp.nnz;
-  p.feature_offset = sp.feature_offset;
-  p.key = sp.key;
   p.rows_per_block = plan.tile_rows;
   p.col_tile = plan.col_tile;
-  p.slice_len = plan.slice_len;
-  p.scale = static_cast<Acc>(sp.scale);
   return p;
 }
 
