@@ -18,24 +18,9 @@ at::Tensor sketch_cpu(const at::Tensor& x, int64_t d, int64_t k, int64_t seed,
   const int64_t n = x.size(0);
   at::Tensor out = at::empty({n, transposed ? d : k}, sketch_options(x));
   if (n == 0) return out;
-  const at::Tensor& table = gaussian_table_cpu();
-  cpu::SketchArgs args{};
-  args.x = x.data_ptr();
-  args.x_stride_row = x.stride(0);
-  args.x_stride_col = x.stride(1);
-  args.x_elem = elem_of(x.scalar_type());
-  args.out = out.data_ptr();
-  args.n = n;
-  args.d = d;
-  args.k = k;
-  args.feature_offset = feature_offset;
-  args.seed = seed;
-  args.kind = sk;
-  args.nnz = nnz;
-  args.scale = sketch_scale(sk, k, nnz);
-  args.gaussian_table = table.data_ptr<float>();
+  cpu::SketchArgs args{sketch_call(x, out, d, k, seed, sk, feature_offset, nnz, transposed,
+                                    gaussian_table_cpu().data_ptr<float>())};
   args.num_threads = at::get_num_threads();
-  args.transposed = transposed;
   cpu::sketch_run(args);
   return out;
 }

@@ -43,7 +43,7 @@ void run_typed(const SketchArgs& a) {
   T* out = static_cast<T*>(a.out);
   for (int64_t r0 = 0; r0 < a.n; r0 += kRowSlab) {
     const int64_t rows = a.n - r0 < kRowSlab ? a.n - r0 : kRowSlab;
-    const void* x = static_cast<const char*>(a.x) + r0 * a.x_stride_row * elem_size<E>();
+    const void* x = static_cast<const char*>(a.x) + r0 * a.stride_row * elem_size<E>();
     T* o = out + r0 * out_cols;
     if (a.kind == SketchKind::kSjlt) {
       if (a.transposed) sparse_transposed<E, T>(a, x, rows, o);
@@ -58,7 +58,7 @@ void run_typed(const SketchArgs& a) {
 }  // namespace
 
 void run(const SketchArgs& a) {
-  switch (a.x_elem) {
+  switch (a.elem) {
     case Elem::kF32: return run_typed<Elem::kF32, float>(a);
     case Elem::kF64: return run_typed<Elem::kF64, double>(a);
     case Elem::kBF16: return run_typed<Elem::kBF16, float>(a);
@@ -67,3 +67,10 @@ void run(const SketchArgs& a) {
 }
 
 }  // namespace trustattr::cpu::TA_ISA_NS
+
+// Defines sketch_run_<suffix> (sketch_cpu.h) in the sketch_isa_*.cpp file that
+// includes this header: the run() of its instruction set.
+#define TA_SKETCH_DEFINE_ENTRY_POINT(suffix)                                         \
+  namespace trustattr::cpu {                                                         \
+  void sketch_run_##suffix(const SketchArgs& args) { TA_ISA_NS::run(args); }         \
+  }

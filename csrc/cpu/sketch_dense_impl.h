@@ -79,7 +79,7 @@ void dense_forward(const SketchArgs& a, const void* x, int64_t rows, T* out) {
   const int64_t count = rows * k;
   T* partial = scratch<T>(groups * count);
   memset(partial, 0, sizeof(T) * groups * count);
-  const uint64_t key = seed_key(a.seed, a.kind);
+  const uint64_t key = a.key;
   const int nt = a.num_threads;
 
 #pragma omp parallel num_threads(nt)
@@ -95,11 +95,11 @@ void dense_forward(const SketchArgs& a, const void* x, int64_t rows, T* out) {
       T* dst = partial + g * count;
       for (int64_t f0 = f_begin; f0 < f_end; f0 += kDenseChunk) {
         const int64_t kc = f_end - f0 < kDenseChunk ? f_end - f0 : kDenseChunk;
-        pack_rows<E, T>(x, a.x_stride_row, a.x_stride_col, rows, f0, kc, s.ap);
+        pack_rows<E, T>(x, a.stride_row, a.stride_col, rows, f0, kc, s.ap);
         for (int64_t p = 0; p < kc; ++p) s.rkeys[p] = row_key(key, a.feature_offset + f0 + p);
         for (int64_t cb = cb_begin; cb < cb_end; ++cb) {
           const int64_t j0 = cb * NR;
-          panel_forward<T>(a.kind, s.rkeys, kc, j0, a.gaussian_table, s.bp);
+          panel_forward<T>(a.kind, s.rkeys, kc, j0, a.table, s.bp);
           add_panel_product<T>(rows, kc, s, dst + j0, k, k - j0 < NR ? k - j0 : NR);
         }
       }
@@ -118,7 +118,7 @@ void dense_transposed(const SketchArgs& a, const void* y, int64_t rows, T* out) 
   const int64_t feat_blocks = ceil_div(d, NR);
   const int64_t blocks_per_item = 4;
   const int64_t items = ceil_div(feat_blocks, blocks_per_item);
-  const uint64_t key = seed_key(a.seed, a.kind);
+  const uint64_t key = a.key;
   const int nt = a.num_threads;
   memset(out, 0, sizeof(T) * rows * d);
 
@@ -135,10 +135,10 @@ void dense_transposed(const SketchArgs& a, const void* y, int64_t rows, T* out) 
           s.rkeys[(fb - fb_begin) * NR + c] = row_key(key, a.feature_offset + fb * NR + c);
       for (int64_t j0 = 0; j0 < k; j0 += kDenseChunk) {
         const int64_t kc = k - j0 < kDenseChunk ? k - j0 : kDenseChunk;
-        pack_rows<E, T>(y, a.x_stride_row, a.x_stride_col, rows, j0, kc, s.ap);
+        pack_rows<E, T>(y, a.stride_row, a.stride_col, rows, j0, kc, s.ap);
         for (int64_t fb = fb_begin; fb < fb_end; ++fb) {
           const int64_t f0 = fb * NR;
-          panel_transposed<T>(a.kind, s.rkeys + (fb - fb_begin) * NR, kc, j0, a.gaussian_table, s.bp);
+          panel_transposed<T>(a.kind, s.rkeys + (fb - fb_begin) * NR, kc, j0, a.table, s.bp);
           add_panel_product<T>(rows, kc, s, out + f0, d, d - f0 < NR ? d - f0 : NR);
         }
       }

@@ -141,7 +141,7 @@ void sparse_forward(const SketchArgs& a, const void* x, int64_t rows, T* out) {
   const int64_t rows_per_pass = vecs * L;
   const int64_t count = rows * k;
   T* partial = scratch<T>(groups * count);
-  const uint64_t key = seed_key(a.seed, a.kind);
+  const uint64_t key = a.key;
   const int nt = a.num_threads;
 
 #pragma omp parallel num_threads(nt)
@@ -167,12 +167,12 @@ void sparse_forward(const SketchArgs& a, const void* x, int64_t rows, T* out) {
             // Stage the rows' chunks one row at a time first: rows of a power-of-two
             // length share cache sets, so reading L of them in lock step thrashes L1.
             for (int64_t l = 0; l < lanes; ++l) {
-              const int64_t row_base = (r_begin + v * L + l) * a.x_stride_row;
-              stage_row<E, T>(x, row_base + f0 * a.x_stride_col, a.x_stride_col, kc,
+              const int64_t row_base = (r_begin + v * L + l) * a.stride_row;
+              stage_row<E, T>(x, row_base + f0 * a.stride_col, a.stride_col, kc,
                               stage + l * kStageStride);
               // Each row is read in runs of kSparseChunk features: prefetch the next
               // run into L2 now, so the next chunk does not wait on DRAM latency.
-              if (a.x_stride_col == 1 && f0 + kc < f_end)
+              if (a.stride_col == 1 && f0 + kc < f_end)
                 prefetch_run(x, (row_base + f0 + kc) * elem_size<E>(),
                              (f_end - f0 - kc < kc ? f_end - f0 - kc : kc) * elem_size<E>());
             }
@@ -225,7 +225,7 @@ void sparse_transposed(const SketchArgs& a, const void* y, int64_t rows, T* out)
   const int64_t d = a.d, nnz = a.nnz;
   const int64_t chunks = ceil_div(d, kSparseChunk);
   const int64_t row_groups = ceil_div(rows, kSparseRows);
-  const uint64_t key = seed_key(a.seed, a.kind);
+  const uint64_t key = a.key;
   const T scale = static_cast<T>(a.scale);
   const int nt = a.num_threads;
 
@@ -243,13 +243,13 @@ void sparse_transposed(const SketchArgs& a, const void* y, int64_t rows, T* out)
       const int64_t r_end = r_begin + kSparseRows < rows ? r_begin + kSparseRows : rows;
       hits.fill(a, key, f0, kc);
       for (int64_t r = r_begin; r < r_end; ++r) {
-        const int64_t base = r * a.x_stride_row;
+        const int64_t base = r * a.stride_row;
         T* orow = out + r * d + f0;
         for (int64_t p = 0; p < kc; ++p) {
           T acc = T(0);
           for (int64_t t = 0; t < nnz; ++t)
             acc += sign[p * nnz + t] *
-                   load_elem<E, T>(y, base + bucket[p * nnz + t] * a.x_stride_col);
+                   load_elem<E, T>(y, base + bucket[p * nnz + t] * a.stride_col);
           orow[p] = acc * scale;
         }
       }

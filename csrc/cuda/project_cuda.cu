@@ -61,22 +61,8 @@ at::Tensor sketch_cuda(const at::Tensor& x, int64_t d, int64_t k, int64_t seed,
   at::Tensor out = at::empty({n, transposed ? d : k}, sketch_options(x));
   if (n == 0) return out;
 
-  cuda::SketchParams p{};
-  p.x = x.data_ptr();
-  p.stride_row = x.stride(0);
-  p.stride_col = x.stride(1);
-  p.elem = elem_of(x.scalar_type());
-  p.out = out.data_ptr();
-  p.n = n;
-  p.d = d;
-  p.k = k;
-  p.feature_offset = feature_offset;
-  p.key = seed_key(seed, sk);
-  p.kind = sk;
-  p.nnz = nnz;
-  p.scale = sketch_scale(sk, k, nnz);
-  p.table = sk == SketchKind::kGaussian ? gaussian_table_cuda(x.get_device()) : nullptr;
-  p.transposed = transposed;
+  const float* table = sk == SketchKind::kGaussian ? gaussian_table_cuda(x.get_device()) : nullptr;
+  const cuda::SketchParams p = sketch_call(x, out, d, k, seed, sk, feature_offset, nnz, transposed, table);
 
   const cuda::Plan plan = cuda::plan_sketch(p, device_caps(x.get_device()));
   at::Tensor workspace;

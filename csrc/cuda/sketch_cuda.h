@@ -26,31 +26,12 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "../elem.h"
-#include "../sketch_rng.h"
+#include "../sketch_call.h"
 
 namespace trustattr::cuda {
 
-struct SketchParams {
-  // Input rows. Forward: x is [n, d]. Transposed: x is [n, k]. Any strides (elements).
-  const void* x;
-  int64_t stride_row;
-  int64_t stride_col;
-  Elem elem;
-  // Output, contiguous row-major; double when elem == kF64, else float.
-  // Forward: [n, k]. Transposed: [n, d].
-  void* out;
-  int64_t n;
-  int64_t d;  // features (rows of R)
-  int64_t k;  // sketch dimension (columns of R)
-  int64_t feature_offset;
-  uint64_t key;  // seed_key(seed, kind)
-  SketchKind kind;
-  int64_t nnz;            // sjlt only
-  double scale;           // 1/sqrt(k) dense, 1/sqrt(nnz) sjlt
-  const float* table;     // device copy of the gaussian quantile table (gaussian only)
-  bool transposed;
-};
+// One call (sketch_call.h): table is the device copy of the gaussian table.
+using SketchParams = SketchCall;
 
 // What the launcher reads off the device (cudaDeviceGetAttribute).
 struct DeviceCaps {
