@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include <cstdint>
+#include <type_traits>
 #include <utility>
 
 #include "sketch_cpu.h"
@@ -22,23 +23,17 @@
 namespace trustattr::cpu::TA_ISA_NS {
 namespace {
 
+// The 64-byte SIMD vector of T (float: 16 lanes, double: 8), its unsigned
+// integer lanes of the same width (for sign tricks) and the bits of 1.0.
 template <typename T>
-struct VecOf;
-template <>
-struct VecOf<float> {
-  typedef float type __attribute__((vector_size(64)));
-  typedef uint32_t lane_t;
-  typedef uint32_t bits __attribute__((vector_size(64)));
-  static constexpr int lanes = 16;
-  static constexpr uint32_t one_bits = 0x3F800000u;  // 1.0f
-};
-template <>
-struct VecOf<double> {
-  typedef double type __attribute__((vector_size(64)));
-  typedef uint64_t lane_t;
-  typedef uint64_t bits __attribute__((vector_size(64)));
-  static constexpr int lanes = 8;
-  static constexpr uint64_t one_bits = 0x3FF0000000000000ULL;  // 1.0
+struct VecOf {
+  static_assert(sizeof(T) == 4 || sizeof(T) == 8, "VecOf: float or double");
+  typedef T type __attribute__((vector_size(64)));
+  typedef std::conditional_t<sizeof(T) == 4, uint32_t, uint64_t> lane_t;
+  typedef lane_t bits __attribute__((vector_size(64)));
+  static constexpr int lanes = 64 / sizeof(T);
+  static constexpr lane_t one_bits =
+      sizeof(T) == 4 ? lane_t(0x3F800000u) : lane_t(0x3FF0000000000000ULL);  // 1.0f, 1.0
 };
 
 // ---------------------------------------------------------------- loading

@@ -3,8 +3,5 @@
 #pragma GCC target("avx2,fma,bmi,bmi2,f16c")
 #define TA_ISA_NS isa_avx2
 #include "sketch_cpu_impl.h"
-
-namespace trustattr::cpu {
-void sketch_run_avx2(const SketchArgs& args) { isa_avx2::run(args); }
-}  // namespace trustattr::cpu
+TA_SKETCH_DEFINE_ENTRY_POINT(avx2)
 #endif

@@ -4,8 +4,5 @@
 #pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,bmi,bmi2,f16c")
 #define TA_ISA_NS isa_avx512
 #include "sketch_cpu_impl.h"
-
-namespace trustattr::cpu {
-void sketch_run_avx512(const SketchArgs& args) { isa_avx512::run(args); }
-}  // namespace trustattr::cpu
+TA_SKETCH_DEFINE_ENTRY_POINT(avx512)
 #endif

@@ -2,11 +2,9 @@
 // default (SSE2 on x86-64, NEON on aarch64), plus the run-time ISA dispatch.
 #define TA_ISA_NS isa_baseline
 #include "sketch_cpu_impl.h"
+TA_SKETCH_DEFINE_ENTRY_POINT(baseline)
 
 namespace trustattr::cpu {
-
-void sketch_run_baseline(const SketchArgs& args) { isa_baseline::run(args); }
-
 namespace {
 enum class Isa { kAvx512, kAvx2, kBaseline };
 
