@@ -29,21 +29,24 @@ struct GradFactors {
   int64_t rows_out;
 };
 
-struct FactoredArgs {
+// What both gradient sketches take: the factors, the output scale, the output
+// [rows_out, width] (float64 for float64 input, else float32) and the thread count.
+struct GradSketchArgs {
   GradFactors in;
-  int64_t k_in, k_out;
-  int64_t seed_in, seed_out;  // already derived: derive_seed(seed, 0), derive_seed(seed, 1)
-  double scale;               // 1 / sqrt(k_in * k_out)
-  void* out;                  // [rows_out, k_out * k_in], float64 for float64 input, else float32
+  double scale;
+  void* out;
   int num_threads;
 };
 
-struct OuterArgs {
-  GradFactors in;
+// scale = 1 / sqrt(k_in * k_out), width = k_out * k_in.
+struct FactoredArgs : GradSketchArgs {
+  int64_t k_in, k_out;
+  int64_t seed_in, seed_out;  // already derived: derive_seed(seed, 0), derive_seed(seed, 1)
+};
+
+// scale = 1 / sqrt(k), width = k.
+struct OuterArgs : GradSketchArgs {
   int64_t k, seed, feature_offset;
-  double scale;  // 1 / sqrt(k)
-  void* out;     // [rows_out, k]
-  int num_threads;
 };
 
 // Rows of train scored against queries. Train rows have a unit column stride

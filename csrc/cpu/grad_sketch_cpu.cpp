@@ -16,15 +16,18 @@
 namespace trustattr {
 namespace {
 
-// GradFactors of the checked a [N, T, d_in] and g [N, T, d_out] with `rows_out`
-// output rows. `keep` holds the tensors whose memory the struct points to.
-cpu::GradFactors grad_factors(const at::Tensor& a, const at::Tensor& g,
-                              const std::optional<at::Tensor>& segments, int64_t rows_out,
-                              at::Tensor keep[3]) {
-  cpu::GradFactors in{};
+// Fills what both gradient sketches share (GradSketchArgs) for the checked
+// a [N, T, d_in] and g [N, T, d_out] and returns the output [rows_out, width].
+// The factors are read in place when their last dimension has unit stride;
+// `keep` holds the tensors the arguments point into.
+at::Tensor grad_sketch_args(const at::Tensor& a, const at::Tensor& g,
+                            const std::optional<at::Tensor>& segments, int64_t rows_out,
+                            int64_t width, double scale, cpu::GradSketchArgs& args,
+                            at::Tensor keep[3]) {
   keep[0] = unit_last_stride(a);
   keep[1] = unit_last_stride(g);
   if (segments.has_value()) keep[2] = segments->contiguous();
+  cpu::GradFactors& in = args.in;
   in.a = keep[0].data_ptr();
   in.a_stride_n = keep[0].stride(0);
   in.a_stride_t = keep[0].stride(1);
@@ -38,24 +41,25 @@ cpu::GradFactors grad_factors(const at::Tensor& a, const at::Tensor& g,
   in.d_out = g.size(2);
   in.segments = segments.has_value() ? keep[2].data_ptr<int64_t>() : nullptr;
   in.rows_out = rows_out;
-  return in;
+  at::Tensor out = at::empty({rows_out, width}, sketch_options(a));
+  args.scale = scale;
+  args.out = out.data_ptr();
+  args.num_threads = at::get_num_threads();
+  return out;
 }
 
 at::Tensor project_factored_cpu(const at::Tensor& a, const at::Tensor& g, int64_t k_in, int64_t k_out,
                                 int64_t seed, const std::optional<at::Tensor>& segments,
                                 int64_t num_segments) {
   const int64_t rows_out = check_project_factored(a, g, k_in, k_out, segments, num_segments);
+  const double scale = 1.0 / std::sqrt(static_cast<double>(k_in) * static_cast<double>(k_out));
   at::Tensor keep[3];
   cpu::FactoredArgs args{};
-  args.in = grad_factors(a, g, segments, rows_out, keep);
-  at::Tensor out = at::empty({rows_out, k_out * k_in}, sketch_options(a));
+  at::Tensor out = grad_sketch_args(a, g, segments, rows_out, k_out * k_in, scale, args, keep);
   args.k_in = k_in;
   args.k_out = k_out;
   args.seed_in = derive_seed(seed, 0);
   args.seed_out = derive_seed(seed, 1);
-  args.scale = 1.0 / std::sqrt(static_cast<double>(k_in) * static_cast<double>(k_out));
-  args.out = out.data_ptr();
-  args.num_threads = at::get_num_threads();
   cpu::project_factored_run(args);
   return out;
 }
@@ -64,16 +68,13 @@ at::Tensor project_outer_cpu(const at::Tensor& a, const at::Tensor& g, int64_t k
                              int64_t feature_offset, const std::optional<at::Tensor>& segments,
                              int64_t num_segments) {
   const int64_t rows_out = check_project_outer(a, g, k, feature_offset, segments, num_segments);
+  const double scale = 1.0 / std::sqrt(static_cast<double>(k));
   at::Tensor keep[3];
   cpu::OuterArgs args{};
-  args.in = grad_factors(a, g, segments, rows_out, keep);
-  at::Tensor out = at::empty({rows_out, k}, sketch_options(a));
+  at::Tensor out = grad_sketch_args(a, g, segments, rows_out, k, scale, args, keep);
   args.k = k;
   args.seed = seed;
   args.feature_offset = feature_offset;
-  args.scale = 1.0 / std::sqrt(static_cast<double>(k));
-  args.out = out.data_ptr();
-  args.num_threads = at::get_num_threads();
   cpu::project_outer_run(args);
   return out;
 }
