@@ -27,6 +27,21 @@
 
 namespace trustattr::cuda {
 
+// A matrix read in place: element (r, c) at data[r * stride_row + c * stride_col],
+// of type elem.
+struct MatrixView {
+  const void* data;
+  int64_t stride_row, stride_col;
+  Elem elem;
+};
+
+// Tokens of a batch read in place: element (n, t, c) at
+// data[n * stride_n + t * stride_t + c * stride_c].
+struct TokensView {
+  const void* data;
+  int64_t stride_n, stride_t, stride_c;
+};
+
 struct Members {
   const int64_t* start;  // [rows_out + 1], or nullptr (identity)
   const int64_t* order;  // [n], or nullptr (identity)
@@ -36,10 +51,7 @@ struct Members {
 // for p < p_count, q < q_count. X and Y have any strides (elements) and element
 // type `elem`; out is float, or double when elem == kF64.
 struct TokenOuterParams {
-  const void* x;
-  int64_t x_stride_n, x_stride_t, x_stride_c;
-  const void* y;
-  int64_t y_stride_n, y_stride_t, y_stride_c;
+  TokensView x, y;
   Elem elem;
   int64_t t;                 // tokens per input row
   int64_t p_count, q_count;  // columns of X and of Y taken
@@ -54,9 +66,7 @@ cudaError_t launch_token_outer(const TokenOuterParams& p, cudaStream_t stream);
 // out[s, c] = sum_{r in members(s)} x[r, c] (rows added in member order, starting
 // from 0; float accumulation, double for kF64). out is contiguous [rows_out, k].
 struct SegmentSumParams {
-  const void* x;
-  int64_t stride_row, stride_col;
-  Elem elem;
+  MatrixView x;  // [R, k]
   int64_t k;
   Members members;  // never the identity here
   int64_t rows_out;
@@ -72,9 +82,7 @@ cudaError_t launch_segment_sum(const SegmentSumParams& p, cudaStream_t stream);
 // multiply-add chain over each 32-column chunk (from column 0), the chunk sums
 // added in order. Norms use the same sequence.
 struct ScoreParams {
-  const void* train;
-  int64_t stride_row, stride_col;
-  Elem elem;
+  MatrixView train;  // [N, k]
   int64_t row_begin, n, k;
   const void* query;  // [m, k] contiguous, in the compute type (double when f64)
   int64_t m;
@@ -94,9 +102,7 @@ cudaError_t launch_score(const ScoreParams& p, cudaStream_t stream);
 //                                           : (lambda_l == 0 ? 0 : d / (lambda_l + s))
 // in double. v (the query, compute type) is only read when lambda != nullptr.
 struct DatainfRows {
-  const void* train;
-  int64_t stride_row, stride_col;
-  Elem elem;
+  MatrixView train;  // [N, k]
   bool f64;
   int64_t k;
   const int64_t* bounds;  // device [num_blocks + 1]

@@ -44,12 +44,12 @@ __global__ void __launch_bounds__(kThreads)
   const Acc* v = static_cast<const Acc*>(p.v);
   const bool coefficients = lambda != nullptr;
   for (int64_t r = first; r < rows; r += step) {  // uniform across the warp
-    const int64_t base = (row_begin + r) * p.stride_row;
+    const int64_t base = (row_begin + r) * p.train.stride_row;
     for (int64_t l = 0; l < p.num_blocks; ++l) {
       const int64_t lo = p.bounds[l], hi = p.bounds[l + 1];
       Acc ss = Acc(0), dd = Acc(0);
       for (int64_t j = lo + lane; j < hi; j += 32) {
-        const Acc x = load_elem<E, Acc>(p.train, base + j * p.stride_col);
+        const Acc x = load_elem<E, Acc>(p.train.data, base + j * p.train.stride_col);
         ss = fma_acc(x, x, ss);
         if (coefficients) dd = fma_acc(x, v[j], dd);
       }
@@ -108,7 +108,7 @@ __global__ void __launch_bounds__(kThreads)
   const int64_t l = block_of(p.bounds, p.num_blocks, j);
   double sum = 0.0;
   for (int64_t r = c * chunk; r < chunk_end(c, chunk, n); ++r) {
-    const double x = load_elem<E, double>(p.train, r * p.stride_row + j * p.stride_col);
+    const double x = load_elem<E, double>(p.train.data, r * p.train.stride_row + j * p.train.stride_col);
     sum = fma_acc(coef[(r - row_begin) * p.num_blocks + l], x, sum);
   }
   w[c * p.k + j] = sum;
@@ -165,7 +165,7 @@ cudaError_t launch_datainf_row_stats(const DatainfRows& p, int64_t row_begin, in
                                      const double* lambda, double* out, cudaStream_t stream) {
   if (rows == 0) return cudaSuccess;
   if (p.num_blocks < 1 || (lambda != nullptr && p.v == nullptr)) return cudaErrorInvalidValue;
-  return dispatch_elem<RowStatsLaunch>(p.elem, p, row_begin, rows, lambda, out, stream);
+  return dispatch_elem<RowStatsLaunch>(p.train.elem, p, row_begin, rows, lambda, out, stream);
 }
 
 cudaError_t launch_datainf_chunk_sums(const double* stats, int64_t num_blocks, int64_t row_begin,
@@ -194,7 +194,7 @@ cudaError_t launch_datainf_weighted_sums(const DatainfRows& p, const double* coe
                                          double* w, cudaStream_t stream) {
   if (chunks == 0) return cudaSuccess;
   if (chunks > kMaxGridY || ceil_div(p.k, kThreads) > kMaxGridX) return cudaErrorInvalidValue;
-  return dispatch_elem<WeightedSumsLaunch>(p.elem, p, coef, row_begin, n, chunk, c_first, chunks, w, stream);
+  return dispatch_elem<WeightedSumsLaunch>(p.train.elem, p, coef, row_begin, n, chunk, c_first, chunks, w, stream);
 }
 
 cudaError_t launch_datainf_h(const DatainfRows& p, const double* w, int64_t chunks, int64_t n,

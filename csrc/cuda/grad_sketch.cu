@@ -44,7 +44,7 @@ __global__ void __launch_bounds__(kThreads) token_outer_kernel(const TokenOuterP
 
   for (int64_t m = range.begin; m < range.end; ++m) {
     const int64_t n = member_row(p.members, m);
-    const int64_t x_row = n * p.x_stride_n, y_row = n * p.y_stride_n;
+    const int64_t x_row = n * p.x.stride_n, y_row = n * p.y.stride_n;
     for (int64_t t0 = 0; t0 < p.t; t0 += kTokenChunk) {
       __syncthreads();  // the previous chunk's reads are done
       for (int e = tid; e < kTokenChunk * kTile; e += kThreads) {
@@ -53,9 +53,9 @@ __global__ void __launch_bounds__(kThreads) token_outer_kernel(const TokenOuterP
         Acc xv = Acc(0), yv = Acc(0);
         if (t < p.t) {
           if (p0 + c < p.p_count)
-            xv = load_elem<E, Acc>(p.x, x_row + t * p.x_stride_t + (p0 + c) * p.x_stride_c);
+            xv = load_elem<E, Acc>(p.x.data, x_row + t * p.x.stride_t + (p0 + c) * p.x.stride_c);
           if (q0 + c < p.q_count)
-            yv = load_elem<E, Acc>(p.y, y_row + t * p.y_stride_t + (q0 + c) * p.y_stride_c);
+            yv = load_elem<E, Acc>(p.y.data, y_row + t * p.y.stride_t + (q0 + c) * p.y.stride_c);
         }
         xs[tt][c] = xv;
         ys[tt][c] = yv;
@@ -107,7 +107,7 @@ __global__ void __launch_bounds__(kThreads) segment_sum_kernel(const SegmentSumP
   const MemberRange range = member_range(p.members, s);
   Acc acc = Acc(0);
   for (int64_t m = range.begin; m < range.end; ++m)
-    acc += load_elem<E, Acc>(p.x, member_row(p.members, m) * p.stride_row + c * p.stride_col);
+    acc += load_elem<E, Acc>(p.x.data, member_row(p.members, m) * p.x.stride_row + c * p.x.stride_col);
   static_cast<Acc*>(p.out)[s * p.k + c] = acc;
 }
 
@@ -144,7 +144,7 @@ cudaError_t launch_segment_sum(const SegmentSumParams& p, cudaStream_t stream) {
   if (p.rows_out == 0 || p.k == 0) return cudaSuccess;
   if (p.rows_out > kMaxGridX || ceil_div(p.k, kThreads) > kMaxGridY || p.members.start == nullptr)
     return cudaErrorInvalidValue;
-  return dispatch_elem<SegmentSumLaunch>(p.elem, p, stream);
+  return dispatch_elem<SegmentSumLaunch>(p.x.elem, p, stream);
 }
 
 }  // namespace trustattr::cuda

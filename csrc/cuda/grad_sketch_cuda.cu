@@ -120,14 +120,8 @@ at::Tensor project_factored_cuda(const at::Tensor& a, const at::Tensor& g, int64
   const DeviceMembers members = device_members(segments, num_segments);
 
   cuda::TokenOuterParams p{};
-  p.x = pg.data_ptr();
-  p.x_stride_n = rg.per_n * k_out;
-  p.x_stride_t = rg.per_t * k_out;
-  p.x_stride_c = 1;
-  p.y = pa.data_ptr();
-  p.y_stride_n = ra.per_n * k_in;
-  p.y_stride_t = ra.per_t * k_in;
-  p.y_stride_c = 1;
+  p.x = cuda::TokensView{pg.data_ptr(), rg.per_n * k_out, rg.per_t * k_out, 1};  // P_g [N, T, k_out]
+  p.y = cuda::TokensView{pa.data_ptr(), ra.per_n * k_in, ra.per_t * k_in, 1};    // P_a [N, T, k_in]
   p.elem = elem_of(options.dtype().toScalarType());
   p.t = t;
   p.p_count = k_out;
@@ -167,13 +161,8 @@ at::Tensor project_outer_cuda(const at::Tensor& a, const at::Tensor& g, int64_t 
   const int64_t block = outer_block_rows(rows_out, d_in, d_out);
   at::Tensor tile = at::empty({rows_out, block * d_in}, options);  // G rows o0 .. o0 + block
   cuda::TokenOuterParams p{};
-  p.x_stride_n = g.stride(0);
-  p.x_stride_t = g.stride(1);
-  p.x_stride_c = g.stride(2);
-  p.y = a.data_ptr();
-  p.y_stride_n = a.stride(0);
-  p.y_stride_t = a.stride(1);
-  p.y_stride_c = a.stride(2);
+  p.x = tokens_view(g);  // its data moves to column o0 below
+  p.y = tokens_view(a);
   p.elem = elem_of(a.scalar_type());
   p.t = a.size(1);
   p.q_count = d_in;
@@ -184,7 +173,7 @@ at::Tensor project_outer_cuda(const at::Tensor& a, const at::Tensor& g, int64_t 
   p.scale = 1.0;
   for (int64_t o0 = 0; o0 < d_out; o0 += block) {
     const int64_t rows = std::min(block, d_out - o0);
-    p.x = static_cast<const char*>(g.data_ptr()) + o0 * g.stride(2) * g.element_size();
+    p.x.data = static_cast<const char*>(g.data_ptr()) + o0 * g.stride(2) * g.element_size();
     p.p_count = rows;
     C10_CUDA_CHECK(cuda::launch_token_outer(p, current_stream()));
     out.add_(project_rows(tile.narrow(1, 0, rows * d_in), k, seed, feature_offset + o0 * d_in));
@@ -206,10 +195,7 @@ at::Tensor segment_sum_cuda(const at::Tensor& x, const at::Tensor& segments, int
   at::Tensor out = at::empty({num_segments, x.size(1)}, options);
   const DeviceMembers members = device_members(segments, num_segments);
   cuda::SegmentSumParams p{};
-  p.x = x.data_ptr();
-  p.stride_row = x.stride(0);
-  p.stride_col = x.stride(1);
-  p.elem = elem_of(x.scalar_type());
+  p.x = matrix_view(x);
   p.k = x.size(1);
   p.members = members.view();
   p.rows_out = num_segments;

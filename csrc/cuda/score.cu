@@ -65,7 +65,7 @@ __global__ void __launch_bounds__(kThreads) score_kernel(const ScoreParams p) {
       const int r = e / kChunk, c = e % kChunk;
       const int64_t row = r0 + r, col = c0 + c;
       xs[r][c] = row < p.n && col < p.k
-                     ? load_elem<E, Acc>(p.train, (p.row_begin + row) * p.stride_row + col * p.stride_col)
+                     ? load_elem<E, Acc>(p.train.data, (p.row_begin + row) * p.train.stride_row + col * p.train.stride_col)
                      : Acc(0);
     }
     for (int e = tid; e < BQ * kChunk; e += kThreads) {
@@ -148,7 +148,7 @@ struct ScoreLaunch {
 cudaError_t launch_score(const ScoreParams& p, cudaStream_t stream) {
   if (p.n == 0 || p.m == 0) return cudaSuccess;
   if (p.k < 1) return cudaErrorInvalidValue;
-  return dispatch_elem<ScoreLaunch>(p.elem, p, stream);
+  return dispatch_elem<ScoreLaunch>(p.train.elem, p, stream);
 }
 
 }  // namespace trustattr::cuda

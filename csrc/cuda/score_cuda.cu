@@ -36,10 +36,7 @@ constexpr int64_t kStatsValues = int64_t(1) << 24;  // DataInf per-row statistic
 // Kernel arguments for all train rows against the queries q [m, k] (compute type, contiguous).
 cuda::ScoreParams score_params(const at::Tensor& train, const at::Tensor& q, bool normalize) {
   cuda::ScoreParams p{};
-  p.train = train.data_ptr();
-  p.stride_row = train.stride(0);
-  p.stride_col = train.stride(1);
-  p.elem = elem_of(train.scalar_type());
+  p.train = matrix_view(train);
   p.row_begin = 0;
   p.n = train.size(0);
   p.k = train.size(1);
@@ -144,10 +141,7 @@ at::Tensor datainf_scores_cuda(const at::Tensor& train, const at::Tensor& query,
   at::Tensor lambda = at::empty({num_blocks}, doubles);
 
   cuda::DatainfRows rows{};
-  rows.train = train.data_ptr();
-  rows.stride_row = train.stride(0);
-  rows.stride_col = train.stride(1);
-  rows.elem = elem_of(train.scalar_type());
+  rows.train = matrix_view(train);
   rows.f64 = dt == at::kDouble;
   rows.k = k;
   rows.bounds = bounds_dev.data_ptr<int64_t>();
