@@ -1,11 +1,14 @@
 """The issue-5 speed benchmarks (trustattr.perf.layers / scoring) at tiny shapes: their fused and
-baseline formulations agree, the rows carry the reported quantities, and bad arguments are refused."""
+baseline formulations agree, the rows carry the reported quantities, and bad arguments are refused;
+the bench scripts' command line is built from the arguments dataclasses (trustattr.perf.script)."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from trustattr.perf import layers, scoring
+from trustattr.perf import layers, scoring, script
 from trustattr.perf.measure import peak_extra_memory
 
 
@@ -47,3 +50,37 @@ def test_peak_extra_memory_sees_a_known_allocation():
 def test_bad_arguments_name_the_field(make, message):
     with pytest.raises(ValueError, match=message):
         make()
+
+
+def test_bench_command_line_is_built_from_the_dataclass(tmp_path):
+    args, out = script.parse_arguments(layers.LayersBenchArguments, "layers", [
+        "--factored", "1,2,3,4,5,6", "--no-memory", "--reps", "2", "--gemm-sizes", "64", "--out", str(tmp_path / "r.json")])
+    assert args == layers.LayersBenchArguments(factored=[1, 2, 3, 4, 5, 6], memory=False, reps=2, gemm_sizes=[64])
+    assert out == tmp_path / "r.json"
+    assert script.parse_arguments(scoring.ScoringBenchArguments, "scoring", []) == (scoring.ScoringBenchArguments(), None)
+    help_text = " ".join(script.build_parser(scoring.ScoringBenchArguments, "scoring").format_help().split())
+    assert "--score-rows SCORE_ROWS train rows of the in-memory score/datainf runs (default 200000)" in help_text
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--rows", "5", "--topk", "6"], "ScoringBenchArguments.topk must be <= rows (5), got 6"),
+    (["--k", "x"], "argument --k: invalid int value: 'x'"),
+])
+def test_bench_command_line_refuses_bad_values(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        script.parse_arguments(scoring.ScoringBenchArguments, "scoring", argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_bench_main_prints_the_table_and_saves_the_result(tmp_path, capsys):
+    def fake_run(args):
+        return {"machine": "test box", "reps": args.reps}
+
+    out = tmp_path / "result.json"
+    result = script.bench_main(layers.LayersBenchArguments, fake_run, lambda r: f"| reps | {r['reps']} |", "layers",
+                               ["--reps", "3", "--out", str(out)])
+    assert result == {"machine": "test box", "reps": 3}
+    assert capsys.readouterr().out == "machine: test box\n| reps | 3 |\n"
+    assert json.loads(out.read_text()) == result
+    assert [p.name for p in tmp_path.iterdir()] == ["result.json"]  # written atomically, no temp file left

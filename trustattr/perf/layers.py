@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import torch
 
 from trustattr import ops
-from trustattr.perf.measure import peak_extra_memory, time_interleaved
+from trustattr.perf.measure import peak_extra_memory, peak_mib, time_interleaved
 from trustattr.perf.timing import collect, gemm_peak_gflops, machine_info
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "float64": torch.float64}
@@ -149,16 +149,12 @@ def run(args: LayersBenchArguments, log: Callable[[str], None] = print) -> dict[
     return {"machine": machine_info(), "dtype": args.dtype, "peaks": peaks, "rows": rows}
 
 
-def _mib(value: object) -> str:
-    return f"{value / 2**20:.2f}" if isinstance(value, (int, float)) else "n/a"
-
-
 def format_row(row: dict[str, object]) -> str:
     text = (f"{row['op']:>16}  fused {1e3 * row['fused_seconds']:8.2f} ms  baseline {1e3 * row['baseline_seconds']:8.2f} ms"
             f"  x{row['ratio']:.2f}  {row['gflops']:6.1f} GFLOP/s ({row['pct_gemm_peak']:.0f}% of torch.mm peak)")
     if "fused_extra_peak_bytes" in row:
-        text += (f"  peak extra MiB fused {_mib(row['fused_extra_peak_bytes'])}"
-                 f" / baseline {_mib(row['baseline_extra_peak_bytes'])}")
+        fused, baseline = peak_mib(row, 2)
+        text += f"  peak extra MiB fused {fused} / baseline {baseline}"
     if "fused_pct_of_g_batch" in row:
         text += f" ({row['fused_pct_of_g_batch']:.1f}% of one G batch)"
     return text
@@ -184,5 +180,5 @@ def markdown(result: dict[str, object]) -> str:
         share = f"{r['fused_pct_of_g_batch']:.1f}%" if "fused_pct_of_g_batch" in r else "n/a"
         lines.append(f"| {r['op']} (vs {baseline}) | {shape} | {1e3 * r['fused_seconds']:.2f} | "
                      f"{1e3 * r['baseline_seconds']:.2f} | {r['ratio']:.2f}x | {r['gflops']:.0f} ({r['pct_gemm_peak']:.0f}%) | "
-                     f"{_mib(r.get('fused_extra_peak_bytes'))} / {_mib(r.get('baseline_extra_peak_bytes'))} | {share} |")
+                     f"{' / '.join(peak_mib(r, 2))} | {share} |")
     return "\n".join(lines)

@@ -1,4 +1,5 @@
-"""Shared by the issue-5 benchmarks: interleaved timing, and one call's peak extra memory.
+"""Shared by the issue-5 benchmarks: interleaved timing, and one call's peak extra memory (``peak_mib``
+formats it for their tables).
 
 ``time_interleaved`` alternates the compared functions run by run, so a burst of load from other
 processes on a shared machine hits all of them alike (the ratio stays fair).
@@ -85,3 +86,13 @@ def peak_extra_memory(setup: str, call: str, warmup: str = "", timeout: float = 
         "rss_file_before": before["RssFile"],
         "rss_file_after": after["RssFile"],
     }
+
+
+def peak_mib(row: dict, digits: int) -> tuple[str, str]:
+    """The fused and baseline peak extra memory of a result row, in MiB with ``digits`` decimals
+    ("n/a" where the row has no measurement)."""
+
+    def mib(value: object) -> str:
+        return f"{value / 2**20:.{digits}f}" if isinstance(value, (int, float)) else "n/a"
+
+    return mib(row.get("fused_extra_peak_bytes")), mib(row.get("baseline_extra_peak_bytes"))

@@ -24,7 +24,7 @@ import torch
 from tqdm import tqdm
 
 from trustattr import ops
-from trustattr.perf.measure import peak_extra_memory, time_interleaved
+from trustattr.perf.measure import peak_extra_memory, peak_mib, time_interleaved
 from trustattr.perf.timing import collect, machine_info, read_bandwidth_gbs
 
 
@@ -173,10 +173,6 @@ def run(args: ScoringBenchArguments, log: Callable[[str], None] = print) -> dict
     return {"machine": machine_info(), "peaks": peaks, "rows": rows}
 
 
-def _mib(value: object) -> str:
-    return f"{value / 2**20:.1f}" if isinstance(value, (int, float)) else "n/a"
-
-
 def format_row(row: dict) -> str:
     if "skipped" in row:
         return f"{row['op']}: skipped ({row['skipped']})"
@@ -184,8 +180,8 @@ def format_row(row: dict) -> str:
             f"  baseline {1e3 * row['baseline_seconds']:8.1f} ms  x{row['ratio']:.2f}  {row['gbs']:5.1f} GB/s"
             f" ({row['pct_read_bw']:.0f}% of read bw)")
     if "fused_extra_peak_bytes" in row:
-        text += (f"  peak MiB above page cache: fused {_mib(row['fused_extra_peak_bytes'])}"
-                 f" / baseline {_mib(row['baseline_extra_peak_bytes'])}")
+        fused, baseline = peak_mib(row, 1)
+        text += f"  peak MiB above page cache: fused {fused} / baseline {baseline}"
     return text
 
 
@@ -206,8 +202,7 @@ def markdown(result: dict[str, object]) -> str:
             lines.append(f"| {r['op']} | skipped: {r['skipped']} | | | | | | |")
             continue
         shape = f"N={r['N']} k={r['k']} M={r['M']}" + (f" topk={r['topk']} (memory-mapped file)" if "topk" in r else "")
-        memory = (f"{_mib(r['fused_extra_peak_bytes'])} / {_mib(r['baseline_extra_peak_bytes'])}"
-                  if "fused_extra_peak_bytes" in r else "n/a")
+        memory = " / ".join(peak_mib(r, 1)) if "fused_extra_peak_bytes" in r else "n/a"
         lines.append(f"| {r['op']} | {shape} | {1e3 * r['fused_seconds']:.1f} | {baselines[r['op']]} | "
                      f"{1e3 * r['baseline_seconds']:.1f} | {r['ratio']:.2f}x | {r['gbs']:.1f} ({r['pct_read_bw']:.0f}%) | {memory} |")
     return "\n".join(lines)
