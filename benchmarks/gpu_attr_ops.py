@@ -12,17 +12,20 @@ time budget skips the rest. Results: <out>/gpu_attr_ops.json and gpu_attr_ops.md
 
 from __future__ import annotations
 
-import argparse
 import json
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
+from gpu_project import (  # same folder
+    DATASHEET_BF16_TFLOPS,
+    Bench,
+    cuda_seconds,
+    measure_peaks,
+    start,
+)
 
-from gpu_project import DATASHEET_BF16_TFLOPS, Bench, cuda_seconds, measure_peaks  # same folder
 from trustattr import ops
 from trustattr.paths import atomic_path
-from trustattr.perf.timing import machine_info
 
 BF16 = torch.bfloat16
 
@@ -164,15 +167,7 @@ def datainf(bench: AttrBench, N: int, k: int, width: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path("out/gpu_check"), help="folder for the results")
-    parser.add_argument("--budget", type=float, default=60.0, help="seconds; later configurations are skipped after")
-    args = parser.parse_args()
-    if not torch.cuda.is_available():
-        raise SystemExit("gpu_attr_ops: no CUDA device")
-    info = machine_info()
-    info["extension"] = ops.extension_info()
-    print(json.dumps(info), flush=True)
+    args, info = start("gpu_attr_ops", __doc__, 60.0)
     bench = AttrBench(info, measure_peaks(), args.out, args.budget)
     factored(bench, 32, 512, 2048, 64)   # LoGra-style, a mid-size layer
     outer(bench, 16, 256, 1024, 4096)    # exact JL of a 1024 x 1024 layer's gradient

@@ -193,16 +193,23 @@ def markdown(info: dict[str, object], peaks: dict[str, float], rows: list[dict[s
     return "\n".join(lines)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def start(name: str, doc: str, budget: float) -> tuple[argparse.Namespace, dict[str, object]]:
+    """The command line (--out, --budget) and machine info of a GPU benchmark script, printed as
+    JSON; exits with "<name>: no CUDA device" without one."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("out/gpu_check"), help="folder for the results")
-    parser.add_argument("--budget", type=float, default=200.0, help="seconds; later configurations are skipped after")
+    parser.add_argument("--budget", type=float, default=budget, help="seconds; later configurations are skipped after")
     args = parser.parse_args()
     if not torch.cuda.is_available():
-        raise SystemExit("gpu_project: no CUDA device")
+        raise SystemExit(f"{name}: no CUDA device")
     info = machine_info()
     info["extension"] = ops.extension_info()
     print(json.dumps(info), flush=True)
+    return args, info
+
+
+def main() -> None:
+    args, info = start("gpu_project", __doc__, 200.0)
     peaks = measure_peaks()
     print(f"peaks: {peaks}", flush=True)
     bench = Bench(info, peaks, args.out, args.budget)
