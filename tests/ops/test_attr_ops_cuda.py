@@ -13,6 +13,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from tests.ops.helpers import rel_err
 from trustattr import ops, reference
 
 pytestmark = [
@@ -32,11 +33,6 @@ OUTER_TOL = {F64: 1e-12, F32: 3e-5, BF16: 3e-5, F16: 3e-5}
 SCORE_TOL = {F64: 1e-12, F32: 2e-6, BF16: 2e-6, F16: 2e-6}
 CPU_TOL = {F64: 1e-12, F32: 2e-6, BF16: 2e-6, F16: 2e-6}  # the CPU kernels' bounds (tests/ops/test_*.py)
 OPS = ["project_factored", "project_outer", "segment_sum", "score", "topk_score", "datainf_scores"]
-
-
-def rel_err(out: torch.Tensor, ref: torch.Tensor) -> float:
-    out, ref = out.double().cpu(), ref.double().cpu()
-    return ((out - ref).norm() / ref.norm().clamp_min(1e-300)).item()
 
 
 def randn(*shape: int, dtype: torch.dtype = F32, seed: int = 0) -> torch.Tensor:

@@ -6,13 +6,11 @@ opcheck, torch.compile and bad-input errors."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import textwrap
 
 import pytest
 import torch
 
+from tests.ops.helpers import assert_op_and_oracle_refuse, rel_err, run_python
 from trustattr import ops, reference
 
 # Relative error ||out - ref|| / ||ref|| allowed per input dtype. bf16/fp16 inputs are converted
@@ -24,10 +22,6 @@ def factors(gen, n, t, d_in, d_out, dtype=torch.float32):
     a = torch.randn(n, t, d_in, generator=gen).to(dtype)
     g = torch.randn(n, t, d_out, generator=gen).to(dtype)
     return a, g
-
-
-def rel_err(out, ref):
-    return ((out.double() - ref.double()).norm() / ref.double().norm()).item()
 
 
 def materialized(a, g):
@@ -177,9 +171,8 @@ def test_every_cpu_variant_agrees():
     results = {}
     for isa in ("avx512", "avx2", "baseline"):
         path = f"/tmp/trustattr_variant_{os.getpid()}_{isa}.pt"
-        env = {**os.environ, "TRUSTATTR_CPU_ISA": isa} if isa != "avx512" else dict(os.environ)
-        run = subprocess.run([sys.executable, "-c", textwrap.dedent(code).format(path=path)],
-                             capture_output=True, text=True, timeout=120, env=env)
+        forced = {"TRUSTATTR_CPU_ISA": isa} if isa != "avx512" else {}
+        run = run_python(code.format(path=path), timeout=120, **forced)
         assert run.returncode == 0, run.stderr
         results[run.stdout.strip()] = torch.load(path)
         os.remove(path)
@@ -238,9 +231,7 @@ BAD_INPUTS = [  # (op, args, error, message): the compiled op and the reference 
 
 @pytest.mark.parametrize("op,args,error,message", BAD_INPUTS)
 def test_bad_inputs_name_the_argument(op, args, error, message):
-    for fn in (getattr(ops, op), getattr(reference, op)):
-        with pytest.raises(error, match=message):
-            fn(*args)
+    assert_op_and_oracle_refuse(op, args, error, message)
 
 
 def test_segments_need_num_segments():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from tests.ops.helpers import rel_err
 from trustattr import ops, reference
 
 KINDS = ["rademacher", "gaussian", "sjlt"]
@@ -12,10 +13,6 @@ KINDS = ["rademacher", "gaussian", "sjlt"]
 # already-rounded input). float32/bf16/fp16 inputs accumulate in float32.
 TOLERANCE = {torch.float64: 1e-12, torch.float32: 2e-6, torch.bfloat16: 2e-6, torch.float16: 2e-6}
 SHAPES = [(1, 1, 1), (3, 7, 5), (13, 100, 70), (5, 1000, 129), (17, 4100, 33), (2, 70000, 64)]
-
-
-def rel_err(out: torch.Tensor, ref: torch.Tensor) -> float:
-    return ((out.double() - ref).norm() / ref.norm().clamp_min(1e-300)).item()
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -3,15 +3,11 @@ torch.compile, opcheck, bad-input errors, the pure-PyTorch fallback and every CP
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import textwrap
-
 import pytest
 import torch
 
 import trustattr
+from tests.ops.helpers import run_python
 from trustattr import ops, reference
 
 
@@ -98,13 +94,6 @@ BAD_INPUTS = [
 def test_bad_inputs_name_the_argument(call, error, message):
     with pytest.raises(error, match=message):
         call()
-
-
-def run_python(code: str, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        capture_output=True, text=True, timeout=300, env={**os.environ, **env},
-    )
 
 
 def test_without_the_extension_the_reference_serves_the_same_ops():

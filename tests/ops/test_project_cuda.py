@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import trustattr
+from tests.ops.helpers import rel_err
 from trustattr import ops, reference
 
 pytestmark = [
@@ -29,10 +30,6 @@ CPU_TOLERANCE = {torch.float64: 1e-12, torch.float32: 2e-6, torch.bfloat16: 2e-6
 # (N, D, k): every row tile variant (16/32/64/128 rows, two row tiles), odd sizes, split reductions.
 SHAPES = [(1, 1, 1), (3, 7, 5), (17, 100, 70), (40, 1000, 129), (130, 4100, 33), (2, 70000, 64), (5, 3000, 1000)]
 CUDA = torch.device("cuda")
-
-
-def rel_err(out: torch.Tensor, ref: torch.Tensor) -> float:
-    return ((out.double().cpu() - ref.cpu()).norm() / ref.cpu().norm().clamp_min(1e-300)).item()
 
 
 def nnz_for(kind: str, k: int) -> int:
