@@ -12,7 +12,6 @@ time budget skips the rest. Results: <out>/gpu_attr_ops.json and gpu_attr_ops.md
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 
 import torch
@@ -25,7 +24,6 @@ from gpu_project import (  # same folder
 )
 
 from trustattr import ops
-from trustattr.paths import atomic_path
 
 BF16 = torch.bfloat16
 
@@ -44,9 +42,11 @@ def rademacher(d: int, k: int, seed: int, dtype: torch.dtype = torch.float32) ->
 
 
 class AttrBench(Bench):
-    """Bench of gpu_project.py writing its own files; rows carry op, shape, ms, rate and torch_ms."""
+    """Bench of gpu_project.py with its own files and table; rows carry op, shape, ms, rate and torch_ms."""
 
-    def save(self) -> str:
+    name = "gpu_attr_ops"
+
+    def table(self) -> str:
         lines = [f"GPU: {self.info.get('gpu')}; torch {self.info['torch']}; commit {self.info['commit']}; "
                  f"{self.info['date']}. bf16 torch.mm peak {self.peaks['bf16_mm_tflops']:.0f} TFLOP/s, device copy "
                  f"{self.peaks['copy_gbs']:.0f} GB/s (measured in the same run).", "",
@@ -61,14 +61,7 @@ class AttrBench(Bench):
                          f"{speedup} | {err} |")
         if self.notes:
             lines += ["", "Notes:", *[f"- {n}" for n in self.notes]]
-        text = "\n".join(lines)
-        self.out.mkdir(parents=True, exist_ok=True)
-        result = {"machine": self.info, "peaks": self.peaks, "rows": self.rows, "notes": self.notes}
-        with atomic_path(self.out / "gpu_attr_ops.json") as path:
-            path.write_text(json.dumps(result, indent=1))
-        with atomic_path(self.out / "gpu_attr_ops.md") as path:
-            path.write_text(text + "\n")
-        return text
+        return "\n".join(lines)
 
     def timed(self, op: str, dtype: str, dims: dict[str, int], fn: Callable[[], object],
               torch_fn: Callable[[], object], *, flops: float = 0.0, bytes_read: float = 0.0,

@@ -73,7 +73,9 @@ def fast_jl_projector(D: int, k: int, N: int) -> Callable[[torch.Tensor], torch.
 
 
 class Bench:
-    """Runs configurations one by one, rewriting <out>/gpu_project.{json,md} after each."""
+    """Runs configurations one by one, rewriting <out>/<name>.{json,md} after each."""
+
+    name = "gpu_project"
 
     def __init__(self, info: dict[str, object], peaks: dict[str, float], out: Path, budget: float) -> None:
         self.info, self.peaks, self.out = info, peaks, out
@@ -85,13 +87,16 @@ class Bench:
         print(text, flush=True)
         self.notes.append(text)
 
+    def table(self) -> str:
+        return markdown(self.info, self.peaks, self.rows, self.notes)
+
     def save(self) -> str:
-        text = markdown(self.info, self.peaks, self.rows, self.notes)
+        text = self.table()
         self.out.mkdir(parents=True, exist_ok=True)
         result = {"machine": self.info, "peaks": self.peaks, "rows": self.rows, "notes": self.notes}
-        with atomic_path(self.out / "gpu_project.json") as path:
+        with atomic_path(self.out / f"{self.name}.json") as path:
             path.write_text(json.dumps(result, indent=1))
-        with atomic_path(self.out / "gpu_project.md") as path:
+        with atomic_path(self.out / f"{self.name}.md") as path:
             path.write_text(text + "\n")
         return text
 
