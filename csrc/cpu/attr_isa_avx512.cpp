@@ -6,6 +6,7 @@
 #define TA_ISA_NS attr_avx512
 #include "grad_sketch_impl.h"
 #include "score_impl.h"
+#include "topk_impl.h"
 #include "datainf_impl.h"
 #include "attr_isa_entry.h"
 TA_ATTR_DEFINE_ENTRY_POINTS(avx512, attr_avx512)

@@ -1,6 +1,7 @@
-// CPU kernels of score and topk_score: streaming passes over the rows of a
-// train feature matrix [N, k] (possibly a memory-mapped file) against query
-// rows; datainf_impl.h builds on them. Included by the attr_isa_*.cpp files
+// CPU kernel of score, and the streaming dot products of every scoring op:
+// passes over the rows of a train feature matrix [N, k] (possibly a
+// memory-mapped file) against query rows; topk_impl.h and datainf_impl.h
+// build on them. Included by the attr_isa_*.cpp files
 // only, once per instruction set.
 //
 // Dot products. <x, q> of a train row and a query row is ONE fixed sequence:
@@ -19,17 +20,6 @@
 // time into a per-thread buffer; float rows are read in place.
 //
 // score: row blocks of 64 rows in parallel; out[n, m] written directly.
-//
-// topk_score: rows split into blocks of 256; threads take runs of 16 blocks
-// (4096 rows read sequentially; the file is read once), score a block into a
-// [256, M] buffer, and offers each score to its per-query heap of size topk
-// (root = worst kept candidate; a score enters only if better than the root).
-// "Better" is a strict total order: larger value (smaller if largest=false),
-// ties broken by the smaller row index, NaN ranked above every number (as in
-// torch.topk/torch.sort). Heaps of all threads are merged and sorted best
-// first at the end, so the result is the exact top-k under that order,
-// whatever the thread count. Extra memory: O(threads * (M * topk + 256 * (M + k))).
-//
 #pragma once
 
 #include <math.h>
@@ -37,9 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <algorithm>
 #include <cstdint>
-#include <vector>
 
 #include "attr_common_impl.h"
 
@@ -51,7 +39,6 @@ namespace trustattr::cpu::TA_ISA_NS {
 namespace {
 
 constexpr int64_t kScoreRows = 64;   // rows per score block (converted together)
-constexpr int64_t kTopkRows = 256;   // rows per topk block
 constexpr int kQueryGroup = 8;       // queries per register tile
 constexpr int64_t kQueryBlock = 64;  // queries per block when they do not fit in cache
 constexpr int64_t kQueryCacheBytes = 256 * 1024;  // queries (of a block) that count as cached
@@ -271,87 +258,6 @@ void score_typed(const ScoreArgs& a, T* out) {
   }
 }
 
-// -------------------------------------------------------------- topk_score
-
-template <typename T>
-struct Candidate {
-  T value;
-  int64_t index;
-};
-
-// a ranks before b: larger (or smaller) value, NaN above every number, then smaller index.
-template <typename T>
-struct Better {
-  bool largest;
-  bool operator()(const Candidate<T>& a, const Candidate<T>& b) const {
-    const bool an = a.value != a.value, bn = b.value != b.value;  // NaN
-    if (an || bn) {
-      if (an && bn) return a.index < b.index;
-      return largest ? an : bn;
-    }
-    if (a.value != b.value) return largest ? a.value > b.value : a.value < b.value;
-    return a.index < b.index;
-  }
-};
-
-// A bounded heap whose front is the worst kept candidate.
-template <typename T>
-void offer(std::vector<Candidate<T>>& heap, int64_t topk, const Candidate<T>& c, const Better<T>& better) {
-  if (static_cast<int64_t>(heap.size()) < topk) {
-    heap.push_back(c);
-    std::push_heap(heap.begin(), heap.end(), better);
-  } else if (better(c, heap.front())) {
-    std::pop_heap(heap.begin(), heap.end(), better);
-    heap.back() = c;
-    std::push_heap(heap.begin(), heap.end(), better);
-  }
-}
-
-template <Elem E, typename T>
-void topk_typed(const TopkArgs& t) {
-  const ScoreArgs& a = t.s;
-  Buffer<T> norms(a.m, T(0));
-  query_norms<T>(a, norms);
-  const Better<T> better{t.largest};
-  const int64_t blocks = ceil_div(a.n, kTopkRows);
-  const int nt = a.num_threads;
-  std::vector<std::vector<Candidate<T>>> kept(static_cast<size_t>(nt) * a.m);
-#pragma omp parallel num_threads(nt)
-  {
-    const int tid = omp_get_thread_num();
-    T* stage = !is_native<E, T>() ? scratch<T>(kTopkRows * a.k) : nullptr;
-    T* scores = scratch<T>(kTopkRows * a.m);
-    const T** ptrs = static_cast<const T**>(malloc(sizeof(T*) * kTopkRows));
-    std::vector<Candidate<T>>* heaps = &kept[static_cast<size_t>(tid) * a.m];
-#pragma omp for schedule(dynamic, 16)  // 4096-row runs: sequential reads, and no thread waits on a descheduled one
-    for (int64_t b = 0; b < blocks; ++b) {
-      const int64_t r0 = b * kTopkRows, rows = a.n - r0 < kTopkRows ? a.n - r0 : kTopkRows;
-      row_pointers<E, T>(a, r0, rows, stage, ptrs);
-      score_rows<T>(a, ptrs, rows, norms.data, scores, a.m);
-      for (int64_t q = 0; q < a.m; ++q) {
-        std::vector<Candidate<T>>& heap = heaps[q];
-        for (int64_t r = 0; r < rows; ++r) offer<T>(heap, t.topk, {scores[r * a.m + q], r0 + r}, better);
-      }
-    }
-    free(stage);
-    free(scores);
-    free(ptrs);
-  }
-  T* values = static_cast<T*>(t.values);
-  for (int64_t q = 0; q < a.m; ++q) {
-    std::vector<Candidate<T>> all;
-    for (int th = 0; th < nt; ++th) {
-      const auto& h = kept[static_cast<size_t>(th) * a.m + q];
-      all.insert(all.end(), h.begin(), h.end());
-    }
-    std::partial_sort(all.begin(), all.begin() + t.topk, all.end(), better);
-    for (int64_t i = 0; i < t.topk; ++i) {
-      values[q * t.topk + i] = all[i].value;
-      t.indices[q * t.topk + i] = all[i].index;
-    }
-  }
-}
-
 struct ScoreCall {
   const ScoreArgs* args;
   void* out;
@@ -360,28 +266,23 @@ template <Elem E, typename T>
 struct ScoreFn {
   static void run(const ScoreCall& c) { score_typed<E, T>(*c.args, static_cast<T*>(c.out)); }
 };
-template <Elem E, typename T>
-struct TopkFn {
-  static void run(const TopkArgs& a) { topk_typed<E, T>(a); }
-};
+
+// Fn<train element type, compute type T>::run(args).
+template <template <Elem, typename> class Fn, typename T, typename Args>
+void dispatch_train(Elem e, const Args& args) {
+  switch (e) {
+    case Elem::kF32: return Fn<Elem::kF32, T>::run(args);
+    case Elem::kF64: return Fn<Elem::kF64, T>::run(args);
+    case Elem::kBF16: return Fn<Elem::kBF16, T>::run(args);
+    default: return Fn<Elem::kF16, T>::run(args);
+  }
+}
 
 // Score ops compute in float64 when f64 is set, else in float32, whatever the train dtype.
 template <template <Elem, typename> class Fn, typename Args>
 void dispatch_score(Elem e, bool f64, const Args& args) {
-  if (f64) {
-    switch (e) {
-      case Elem::kF32: return Fn<Elem::kF32, double>::run(args);
-      case Elem::kF64: return Fn<Elem::kF64, double>::run(args);
-      case Elem::kBF16: return Fn<Elem::kBF16, double>::run(args);
-      default: return Fn<Elem::kF16, double>::run(args);
-    }
-  }
-  switch (e) {
-    case Elem::kF32: return Fn<Elem::kF32, float>::run(args);
-    case Elem::kF64: return Fn<Elem::kF64, float>::run(args);
-    case Elem::kBF16: return Fn<Elem::kBF16, float>::run(args);
-    default: return Fn<Elem::kF16, float>::run(args);
-  }
+  if (f64) return dispatch_train<Fn, double>(e, args);
+  dispatch_train<Fn, float>(e, args);
 }
 
 }  // namespace
@@ -389,6 +290,5 @@ void dispatch_score(Elem e, bool f64, const Args& args) {
 void score(const ScoreArgs& a, void* out) {
   dispatch_score<ScoreFn>(a.train_elem, a.f64, ScoreCall{&a, out});
 }
-void topk_score(const TopkArgs& a) { dispatch_score<TopkFn>(a.s.train_elem, a.s.f64, a); }
 
 }  // namespace trustattr::cpu::TA_ISA_NS
