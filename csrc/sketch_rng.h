@@ -4,7 +4,7 @@
 // (seed, kind, d, j) -- never of the batch size, the thread count, the tile
 // shape, the device or k itself (except for `sjlt`, whose buckets live in
 // [0, k)). The same functions run on the host (CPU kernels, tests) and on the
-// device (CUDA kernels); `trustattr/reference.py` re-implements them in
+// device (CUDA kernels); `trustattr/reference/rng.py` re-implements them in
 // PyTorch integer arithmetic and the tests check all three bit for bit.
 //
 //   mix64(z)        = SplitMix64 finalizer (Stafford "Mix13"):

@@ -54,7 +54,7 @@ TORCH_LIBRARY(trustattr, m) {
         "int nnz=1, ScalarType? dtype=None, Device? device=None) -> Tensor");
   // Sketches of a linear layer's per-sample gradients G_n = sum_t g[n,t] a[n,t]^T, never
   // forming G_n, and scoring of train features against queries (issue 5); see
-  // csrc/cpu/grad_sketch_impl.h and csrc/cpu/score_impl.h.
+  // csrc/cpu/grad_sketch_impl.h, score_impl.h, topk_impl.h and datainf_impl.h.
   m.def("project_factored(Tensor a, Tensor g, int k_in, int k_out, int seed, Tensor? segments=None, "
         "int num_segments=-1) -> Tensor");
   m.def("project_outer(Tensor a, Tensor g, int k, int seed, int feature_offset=0, "

@@ -1,6 +1,6 @@
 // Shared by the issue-5 CPU kernels (grad_sketch_impl.h, score_impl.h,
-// datainf_impl.h): internal-linkage helpers, dtype conversion, and the
-// accumulate-into-C GEMM micro-kernels with their rademacher panel generator.
+// topk_impl.h, datainf_impl.h): internal-linkage helpers, dtype conversion, and
+// the accumulate-into-C GEMM micro-kernels with their rademacher panel generator.
 // Included by the attr_isa_*.cpp files only, once per instruction set;
 // everything lives in namespace TA_ISA_NS.
 #pragma once

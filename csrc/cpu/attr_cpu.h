@@ -1,9 +1,9 @@
 // Plain-data interface of the CPU kernels of issue 5: gradient sketches of
 // linear layers (project_factored, project_outer) and scoring (score,
 // topk_score, datainf_scores). Like sketch_cpu.h, the kernels are compiled once
-// per instruction set (attr_isa_*.cpp) from grad_sketch_impl.h and
-// score_impl.h and see no at::Tensor; the launchers (grad_sketch_cpu.cpp,
-// score_cpu.cpp) validate arguments and fill these structs.
+// per instruction set (attr_isa_*.cpp) from grad_sketch_impl.h, score_impl.h,
+// topk_impl.h and datainf_impl.h and see no at::Tensor; the launchers
+// (grad_sketch_cpu.cpp, score_cpu.cpp) validate arguments and fill these structs.
 #pragma once
 
 #include <cstdint>

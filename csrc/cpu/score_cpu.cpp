@@ -1,8 +1,8 @@
 // CPU launchers of score, topk_score and datainf_scores: argument checks,
 // output allocation, and the hand-off to the per-ISA streaming kernels
-// (score_impl.h documents their algorithms). Train features are read in place,
-// so a tensor over a memory-mapped file (torch.from_numpy(np.memmap(...)) or
-// torch.from_file) is streamed, never copied.
+// (score_impl.h, topk_impl.h and datainf_impl.h document their algorithms).
+// Train features are read in place, so a tensor over a memory-mapped file
+// (torch.from_numpy(np.memmap(...)) or torch.from_file) is streamed, never copied.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
