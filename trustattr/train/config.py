@@ -61,6 +61,7 @@ class StageArguments:
     lora_alpha: int = _help("LoRA alpha (scaling = alpha / r)", 16)
     lora_dropout: float = _help("LoRA dropout", 0.0)
     lora_target_modules: str = _help("comma-separated module names that get adapters", LORA_MODULES_LLAMA)
+    lora_layers: int = _help("adapters only in the last N transformer blocks (backward stops there); 0 = all", 0)
     # --- checkpoints and logs ---
     save_steps: int = _help("save a resumable checkpoint every this many optimizer steps", 4)
     logging_steps: int = _help("log losses every this many optimizer steps", 1)
@@ -90,6 +91,7 @@ class StageArguments:
             _check(getattr(self, name) >= 1, name, "an integer >= 1", getattr(self, name))
         _check(self.max_grad_norm > 0, "max_grad_norm", "a number > 0", self.max_grad_norm)
         _check(self.lora_alpha > 0, "lora_alpha", "an integer > 0", self.lora_alpha)
+        _check(self.lora_layers >= 0, "lora_layers", "an integer >= 0", self.lora_layers)
         _check(0.0 <= self.lora_dropout < 1.0, "lora_dropout", "a number in [0, 1)", self.lora_dropout)
         _check(bool(self.lora_modules), "lora_target_modules", "at least one module name", self.lora_target_modules)
 

@@ -5,13 +5,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import torch
 from transformers import PreTrainedModel, TrainerCallback
 
+from trustattr.paths import atomic_path
 from trustattr.train.config import DPOArguments
 from trustattr.train.data import fit_pairs, load_stage_pairs, preference_rows
 from trustattr.train.loading import load_policy
 from trustattr.train.stage_dir import StageResult
-from trustattr.train.trainer_common import lora_config, run_stage, trainer_arguments
+from trustattr.train.trainer_common import lora_config, num_layers, run_stage, trainer_arguments
 
 __all__ = ["train_dpo"]
 
@@ -50,17 +52,26 @@ def train_dpo(
             args=config,
             train_dataset=Dataset.from_list(preference_rows(pairs)),
             processing_class=tokenizer,
-            peft_config=lora_config(args, "CAUSAL_LM"),
+            peft_config=lora_config(args, "CAUSAL_LM", num_layers(model)),
         )
         return trainer, tokenizer
 
     def evaluate(model: PreTrainedModel, when: str) -> dict[str, float]:
-        from trustattr.train.evaluation import preference_accuracy
+        from trustattr.train.evaluation import pair_logprobs, preference_accuracy
 
         tokenizer = state["tokenizer"]
         pairs = fit_pairs(tokenizer, load_stage_pairs(args, "eval"), args)
-        ref = None if (when == "before" and not args.reference_model) else reference()
-        return preference_accuracy(model, ref, tokenizer, pairs, beta=args.beta, batch_size=args.batch_size)
+        saved = Path(out_dir) / "checkpoints" / "reference_logprobs.pt"  # the starting model's, from "before"
+        if when == "before" and not args.reference_model:
+            reference_logprobs = pair_logprobs(model, tokenizer, pairs, args.batch_size)
+            with atomic_path(saved) as tmp:
+                torch.save(reference_logprobs, tmp)
+            return preference_accuracy(model, None, tokenizer, pairs, beta=args.beta, batch_size=args.batch_size,
+                                       reference_logprobs=reference_logprobs)
+        if saved.exists() and not args.reference_model:
+            return preference_accuracy(model, None, tokenizer, pairs, beta=args.beta, batch_size=args.batch_size,
+                                       reference_logprobs=torch.load(saved, weights_only=True))
+        return preference_accuracy(model, reference(), tokenizer, pairs, beta=args.beta, batch_size=args.batch_size)
 
     return run_stage(
         "dpo", args, Path(out_dir), build, evaluate if args.eval_limit else None,

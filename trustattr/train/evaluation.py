@@ -15,7 +15,7 @@ from trustattr.train.data import RESPONSE_SEPARATOR
 from trustattr.train.logprobs import sequence_logprobs, tokenize_responses
 from trustattr.train.reward import reward_at_last_token
 
-__all__ = ["preference_accuracy", "response_nll", "reward_accuracy", "rewards_of"]
+__all__ = ["pair_logprobs", "preference_accuracy", "response_nll", "reward_accuracy", "rewards_of"]
 
 
 def response_nll(
@@ -29,6 +29,16 @@ def response_nll(
     return {"chosen_nll_per_token": total / max(tokens, 1), "pairs": float(len(pairs))}
 
 
+def pair_logprobs(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, pairs: Sequence[PreferencePair], batch_size: int = 8
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed response log-probs of the chosen and the rejected response of each pair: ([N], [N])."""
+    prompts = [p.prompt for p in pairs]
+    chosen = sequence_logprobs(model, tokenizer, prompts, [p.chosen for p in pairs], batch_size)
+    rejected = sequence_logprobs(model, tokenizer, prompts, [p.rejected for p in pairs], batch_size)
+    return chosen, rejected
+
+
 def preference_accuracy(
     policy: PreTrainedModel,
     reference: PreTrainedModel | None,
@@ -36,8 +46,12 @@ def preference_accuracy(
     pairs: Sequence[PreferencePair],
     beta: float = 0.1,
     batch_size: int = 8,
+    reference_logprobs: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> dict[str, float]:
     """How often a policy prefers the chosen response.
+
+    The reference enters through ``reference`` (a model), or ``reference_logprobs`` (its :func:`pair_logprobs`,
+    e.g. saved before training), or neither: then the policy is its own reference.
 
     Returns:
         ``implicit_reward_accuracy``: share of pairs with DPO margin
@@ -46,14 +60,13 @@ def preference_accuracy(
         ``logprob_accuracy``: share with log π(y_w) > log π(y_l) (summed over response tokens);
         ``reference_logprob_accuracy``: the same for the reference.
     """
-    prompts = [p.prompt for p in pairs]
-    chosen = sequence_logprobs(policy, tokenizer, prompts, [p.chosen for p in pairs], batch_size)  # [N]
-    rejected = sequence_logprobs(policy, tokenizer, prompts, [p.rejected for p in pairs], batch_size)  # [N]
-    if reference is None:
-        ref_chosen, ref_rejected = chosen.clone(), rejected.clone()
+    chosen, rejected = pair_logprobs(policy, tokenizer, pairs, batch_size)  # [N], [N]
+    if reference_logprobs is not None:
+        ref_chosen, ref_rejected = reference_logprobs
+    elif reference is not None:
+        ref_chosen, ref_rejected = pair_logprobs(reference, tokenizer, pairs, batch_size)
     else:
-        ref_chosen = sequence_logprobs(reference, tokenizer, prompts, [p.chosen for p in pairs], batch_size)
-        ref_rejected = sequence_logprobs(reference, tokenizer, prompts, [p.rejected for p in pairs], batch_size)
+        ref_chosen, ref_rejected = chosen.clone(), rejected.clone()
     margin = beta * ((chosen - ref_chosen) - (rejected - ref_rejected))  # [N]
     return {
         "implicit_reward_accuracy": _share_positive(margin),

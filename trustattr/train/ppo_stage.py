@@ -30,7 +30,7 @@ from trustattr.train.plots import plot_curves
 from trustattr.train.ppo import CompactPPO, Scorer
 from trustattr.train.ppo_rollout import Rollout
 from trustattr.train.stage_dir import StageDir, StageResult, latest_checkpoint, write_json
-from trustattr.train.trainer_common import lora_config, save_model
+from trustattr.train.trainer_common import lora_config, num_layers, save_model
 
 __all__ = ["RewardModelScorer", "train_ppo"]
 
@@ -95,7 +95,7 @@ def train_ppo(args: PPOArguments, out_dir: str | Path, overwrite: bool = False,
     if args.lora:
         from peft import get_peft_model
 
-        policy = get_peft_model(policy, lora_config(args, "CAUSAL_LM"))
+        policy = get_peft_model(policy, lora_config(args, "CAUSAL_LM", num_layers(policy)))
     else:
         reference = load_policy(args.model, seed=args.seed)[0]
     ppo = CompactPPO(policy, args, scorer, tokenizer.eos_token_id, tokenizer.pad_token_id, reference=reference)

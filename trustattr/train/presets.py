@@ -2,23 +2,27 @@
 
 Paper values (paper.md §1.4) vs presets:
 
-================  ============================  ==================  ======================
-setting           paper                          smol                tiny
-================  ============================  ==================  ======================
-model             Pythia 1.4-6.9B, Llama-7B     SmolLM2-135M-Inst.  random 2-layer, d=64
-fine-tuning       full                          LoRA r=16, a=32     full
-train pairs       ~100k (static-hh / HH)        256 (shipped HH)    16 (shipped HH)
-max length        512-1024                      192 (prompt 128)    64 (prompt 32)
-SFT               lr 1e-6, 3 ep., batch 32      lr 2e-4, 1 ep., 8   lr 1e-3, 4 steps
-DPO               β 0.1, lr 5e-7-1e-6, 1 ep.    β 0.1, lr 1e-4, 1   β 0.1, lr 1e-3
-RM                GPT-J-6B (Dahoas)             LoRA on SFT, 1e-4   on SFT, lr 1e-3
-PPO               lr 8e-6, 4 PPO epochs,        lr 5e-5, 4 epochs,  lr 1e-3, 1 epoch,
-                  128 new tokens, KL 0.05→6,    32 new tokens, same  8 new tokens, same
-                  γ 1, λ 0.95, clip 0.2         γ/λ/clip/KL          γ/λ/clip/KL
-================  ============================  ==================  ======================
+=================  ===============================  ==============================  =====================
+setting            paper                            smol                            tiny
+=================  ===============================  ==============================  =====================
+model              Pythia 1.4-6.9B, Llama-7B        SmolLM2-135M-Instruct           random 2-layer, d=64
+fine-tuning        full, bf16 (DeepSpeed)           LoRA r=16 a=32, last 8 of 30    full, fp32
+                                                    blocks, bf16 autocast
+train pairs        ~100k (static-hh / HH)           192 shipped HH pairs            16 shipped HH pairs
+max length         512-1024 (prompt 256)            160 (prompt 96)                 64 (prompt 32)
+SFT                lr 1e-6, 1-3 epochs, batch 32    lr 2e-4, 1 epoch, batch 8       lr 1e-3, 4 steps
+DPO                beta 0.1, lr 5e-7-1e-6, 1 ep.    beta 0.1, lr 1e-3, 1 epoch      beta 0.1, lr 1e-3
+reward model       GPT-J-6B (Dahoas), BT loss       LoRA on the SFT model, 1e-3     SFT model, lr 1e-3
+PPO                lr 8e-6, 4 PPO epochs, 128 new   lr 3e-4, 2 PPO epochs, 24 new   lr 1e-3, 1 epoch,
+                   tokens, 64 rollouts/iteration    tokens, 16 rollouts x 6 iter.   8 tokens, 4 x 2 iter.
+PPO (shared)       KL 0.05 adaptive to 6 over 10000, gamma 1, lambda 0.95, clip 0.2, value clip 0.2, vf 1,
+                   reward clip 10, reward = RM(x, y) - RM(x, chosen)   (all presets: the paper's values)
+=================  ===============================  ==============================  =====================
 
-LoRA learning rates are ~100x full fine-tuning ones (the usual rule for adapters); the paper's lr with LoRA
-on a few hundred pairs would leave the model unchanged.
+LoRA learning rates are ~100x full fine-tuning ones (the usual rule for adapters): the paper's learning rates
+with LoRA on a few hundred pairs would leave the model unchanged. Adapters only in the last 8 blocks stop the
+backward pass there, ~1.5x faster than adapters everywhere; bf16 autocast was ~2x faster than fp32 on this CPU
+(AVX512-BF16; measured on a quiet machine: 8x160 tokens fwd+bwd 1.4 s vs 3.2 s).
 """
 
 from __future__ import annotations
@@ -66,16 +70,17 @@ def _tiny() -> Preset:
 
 
 def _smol() -> Preset:
-    common = dict(model="smol", train_limit=256, eval_limit=64, max_length=192, max_prompt_length=128,
-                  batch_size=8, lora=True, lora_r=16, lora_alpha=32, warmup_ratio=0.1, save_steps=8)
+    common = dict(model="smol", train_limit=192, eval_limit=48, max_length=160, max_prompt_length=96,
+                  batch_size=8, lora=True, lora_r=16, lora_alpha=32, lora_layers=8, bf16=True, warmup_ratio=0.1,
+                  save_steps=8)
     return Preset(
         name="smol",
         sft=SFTArguments(**common, learning_rate=2e-4),
-        dpo=DPOArguments(**common, learning_rate=1e-4, beta=0.1),
-        rm=RewardArguments(**common, learning_rate=1e-4),
-        ppo=replace(
-            PPOArguments(**{**common, "train_limit": 64, "eval_limit": 32}, learning_rate=5e-5),
-            steps=8, rollout_batch_size=16, minibatch_size=8, ppo_epochs=4, max_new_tokens=32, save_steps=2,
+        dpo=DPOArguments(**{**common, "eval_limit": 64}, learning_rate=1e-3, beta=0.1),
+        rm=RewardArguments(**{**common, "eval_limit": 64}, learning_rate=1e-3),
+        ppo=PPOArguments(
+            **{**common, "train_limit": 96, "eval_limit": 32, "save_steps": 2}, learning_rate=3e-4, steps=6,
+            rollout_batch_size=16, minibatch_size=8, ppo_epochs=2, max_new_tokens=24,
         ),
         eval_limit=16,
         eval_batch_size=8,

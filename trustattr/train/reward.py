@@ -19,7 +19,7 @@ from trustattr.train.config import RewardArguments
 from trustattr.train.data import fit_pairs, load_stage_pairs, preference_rows
 from trustattr.train.loading import load_reward_model
 from trustattr.train.stage_dir import StageResult
-from trustattr.train.trainer_common import lora_config, run_stage, trainer_arguments
+from trustattr.train.trainer_common import lora_config, num_layers, run_stage, trainer_arguments
 
 __all__ = ["last_token_index", "reward_at_last_token", "train_reward_model"]
 
@@ -76,7 +76,7 @@ def train_reward_model(
             args=config,
             train_dataset=Dataset.from_list(preference_rows(pairs)),
             processing_class=tokenizer,
-            peft_config=lora_config(args, "SEQ_CLS"),
+            peft_config=lora_config(args, "SEQ_CLS", num_layers(model)),
         )
         return trainer, tokenizer
 

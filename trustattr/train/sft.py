@@ -11,7 +11,7 @@ from trustattr.train.config import SFTArguments
 from trustattr.train.data import fit_pairs, load_stage_pairs, sft_rows
 from trustattr.train.loading import load_policy
 from trustattr.train.stage_dir import StageResult
-from trustattr.train.trainer_common import lora_config, run_stage, trainer_arguments
+from trustattr.train.trainer_common import lora_config, num_layers, run_stage, trainer_arguments
 
 __all__ = ["train_sft"]
 
@@ -46,7 +46,7 @@ def train_sft(
             args=config,
             train_dataset=Dataset.from_list(sft_rows(pairs)),
             processing_class=tokenizer,
-            peft_config=lora_config(args, "CAUSAL_LM"),
+            peft_config=lora_config(args, "CAUSAL_LM", num_layers(model)),
         )
         return trainer, tokenizer
 

@@ -15,7 +15,7 @@ from trustattr.train.config import StageArguments
 from trustattr.train.plots import plot_curves
 from trustattr.train.stage_dir import StageDir, StageResult, latest_checkpoint, write_json
 
-__all__ = ["lora_config", "run_stage", "save_model", "trainer_arguments"]
+__all__ = ["lora_config", "num_layers", "run_stage", "save_model", "trainer_arguments"]
 
 
 def trainer_arguments(args: StageArguments, output_dir: Path) -> dict[str, Any]:
@@ -52,19 +52,35 @@ def trainer_arguments(args: StageArguments, output_dir: Path) -> dict[str, Any]:
     }
 
 
-def lora_config(args: StageArguments, task_type: str):
-    """peft LoraConfig from the stage arguments, or None for full fine-tuning."""
+def lora_config(args: StageArguments, task_type: str, model_layers: int | None = None):
+    """peft LoraConfig from the stage arguments, or None for full fine-tuning.
+
+    ``model_layers`` (the model's block count) is needed when ``args.lora_layers`` limits the adapters to the
+    last blocks.
+    """
     if not args.lora:
         return None
     from peft import LoraConfig
 
+    layers = None
+    if args.lora_layers:
+        if model_layers is None:
+            raise ValueError("lora_layers: the model's number of layers is needed to pick the last blocks")
+        layers = list(range(max(0, model_layers - args.lora_layers), model_layers))
     return LoraConfig(
         r=args.lora_r,
         lora_alpha=args.lora_alpha,
         lora_dropout=args.lora_dropout,
         target_modules=args.lora_modules,
+        layers_to_transform=layers,
+        layers_pattern="layers" if layers is not None else None,
         task_type=task_type,
     )
+
+
+def num_layers(model) -> int:
+    """Transformer blocks of a (text) model."""
+    return int(model.config.get_text_config().num_hidden_layers)
 
 
 def save_model(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, target: Path) -> PreTrainedModel:
