@@ -54,7 +54,8 @@ class _Interrupt(Exception):
 
 
 def test_interrupted_fill_resumes_from_last_complete_shard(tmp_path):
-    tokenizer, model = load_tokenizer("tiny"), tiny_model(seed=2)
+    tokenizer, model = load_tokenizer("tiny"), tiny_model(seed=2).to(torch.float64)
+    model.set_attn_implementation("sdpa")  # float64 end to end: batching changes nothing beyond round-off
     modules = select_modules(model, last_k_blocks=1)
     attributor = Attributor(model, tokenizer, make_loss("sft", max_length=40, max_prompt_length=20), modules,
                             Projector(modules, "factored", 4, 0), batch_size=2)
@@ -74,6 +75,6 @@ def test_interrupted_fill_resumes_from_last_complete_shard(tmp_path):
     first = store.read_shard(0).copy()
     assert attributor.fill_store(store, pairs) == [1, 2]  # only the missing shards are computed
     np.testing.assert_array_equal(store.read_shard(0), first)
-    full = attributor.features(pairs).numpy()
-    np.testing.assert_allclose(store.read_all(), full, rtol=1e-5, atol=1e-6 * np.abs(full).max())
+    full = attributor.features(pairs).numpy().astype(np.float32)  # the store keeps float32
+    np.testing.assert_allclose(store.read_all(), full, rtol=1e-6, atol=1e-7 * np.abs(full).max())
     assert torch.from_numpy(store.read_all()).abs().max() > 0

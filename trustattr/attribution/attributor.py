@@ -36,6 +36,19 @@ def _batches(items: Sequence, size: int) -> Iterable[Sequence]:
         yield items[start : start + size]
 
 
+def length_batches(tokenizer: PreTrainedTokenizerBase, loss: PairLoss, pairs: Sequence, batch_size: int) -> list[list[int]]:
+    """Batches of pair indices with similar token lengths (less padding), a deterministic function of the pairs.
+
+    Results do not depend on how pairs are batched, so sorting by length only saves the compute spent on pads.
+    """
+    lengths: list[int] = []
+    for chunk in _batches(pairs, 64):
+        per_row = loss.encode(tokenizer, chunk).rows.attention_mask.sum(1)  # [sides * P], side-major
+        lengths += per_row.view(-1, len(chunk)).max(0).values.tolist()  # [P] longest row of each pair
+    order = sorted(range(len(pairs)), key=lambda i: (lengths[i], i))
+    return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+
+
 class _EvalMode:
     """Puts a module in eval mode for a block and restores its previous mode (observing, never changing it)."""
 
@@ -56,16 +69,16 @@ def reference_logprobs(
     progress: Progress | None = None,
 ) -> torch.Tensor:
     """Summed response-token log-probs of (chosen, rejected) under ``model`` -> [N, 2] float64."""
-    out = []
+    out = torch.zeros(len(pairs), 2, dtype=torch.float64)
     with _EvalMode(model), torch.no_grad():
-        for chunk in _batches(pairs, batch_size):
-            batch = loss.encode(tokenizer, chunk)
+        for index in length_batches(tokenizer, loss, pairs, batch_size):
+            batch = loss.encode(tokenizer, [pairs[i] for i in index])
             logps = sequence_logprobs(model, batch.rows).to(torch.float64)  # [2P]
-            p = len(chunk)
-            out.append(torch.stack([logps[:p], logps[p:]], dim=1))
+            p = len(index)
+            out[index] = torch.stack([logps[:p], logps[p:]], dim=1)
             if progress:
                 progress(p)
-    return torch.cat(out)
+    return out
 
 
 class Attributor:
@@ -105,16 +118,16 @@ class Attributor:
     def features(self, pairs: Sequence, reference: torch.Tensor | None = None,
                  progress: Progress | None = None) -> torch.Tensor:
         """Features [N, dim] of ``pairs``; ``reference`` [N, 2] are the reference log-probs (dpo)."""
-        out = []
-        for start in range(0, len(pairs), self.batch_size):
-            chunk = pairs[start : start + self.batch_size]
-            ref = None if reference is None else reference[start : start + len(chunk)]
-            out.append(self.batch_features(self.loss.encode(self.tokenizer, chunk, ref)))
+        out: torch.Tensor | None = None
+        for index in length_batches(self.tokenizer, self.loss, pairs, self.batch_size):
+            ref = None if reference is None else reference[index]
+            feats = self.batch_features(self.loss.encode(self.tokenizer, [pairs[i] for i in index], ref))  # [P, dim]
+            if out is None:
+                out = torch.zeros(len(pairs), feats.shape[1], dtype=feats.dtype)
+            out[index] = feats
             if progress:
-                progress(len(chunk))
-        if not out:
-            return torch.zeros(0, self.projector.dim)
-        return torch.cat(out)
+                progress(len(index))
+        return out if out is not None else torch.zeros(0, self.projector.dim)
 
     def fill_store(self, store: FeatureStore, pairs: Sequence, shards: Iterable[int] | None = None,
                    reference: torch.Tensor | None = None, progress: Progress | None = None) -> list[int]:
