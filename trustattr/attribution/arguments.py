@@ -169,7 +169,9 @@ class ScoreArguments:
         if self.method == "tracin" and self.checkpoints is None:
             raise ValueError("`method` tracin needs `checkpoints` (a directory written by AttributionCallback)")
         if self.loss == "reward" and self.policy == "auto":
-            raise ValueError("`loss` reward needs `policy`: the reward model to attribute (e.g. a trustattr train rm model)")
+            raise ValueError(
+                "`loss` reward needs `policy`: the reward model to attribute (e.g. a trustattr train rm model)"
+            )
         if self.loss == "reward" and self.test_side == "paper":
             raise ValueError("`test_side` paper with `loss` reward is not supported: use target")
 

@@ -36,7 +36,9 @@ def _batches(items: Sequence, size: int) -> Iterable[Sequence]:
         yield items[start : start + size]
 
 
-def length_batches(tokenizer: PreTrainedTokenizerBase, loss: PairLoss, pairs: Sequence, batch_size: int) -> list[list[int]]:
+def length_batches(
+    tokenizer: PreTrainedTokenizerBase, loss: PairLoss, pairs: Sequence, batch_size: int
+) -> list[list[int]]:
     """Batches of pair indices with similar token lengths (less padding), a deterministic function of the pairs.
 
     Results do not depend on how pairs are batched, so sorting by length only saves the compute spent on pads.
