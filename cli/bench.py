@@ -87,3 +87,20 @@ def kernels(
     }
     tables = [proj.markdown(result["projection"]), layers.markdown(result["layers"]), scoring.markdown(result["scoring"])]
     _save(result, out, "\n\n".join(tables))
+
+
+@app.command()
+def attribution(
+    models: Annotated[str, typer.Option(help="comma-separated: tiny, smol, checkpoint paths")] = "tiny,smol",
+    pairs: Annotated[int, typer.Option(help="HH training pairs per pass")] = 32,
+    reps: Annotated[int, typer.Option(help="alternating repetitions of each pass")] = 3,
+    out: Annotated[Path | None, typer.Option(help="write the raw results as JSON here")] = None,
+) -> None:
+    """Attribution pairs/s (forward+backward+capture+projection) vs a plain forward+backward, same pairs."""
+    from trustattr.perf import attribution as bench
+    from trustattr.perf.timing import machine_info
+
+    args = bench.AttributionBenchArguments(models=_words(models), pairs=pairs, reps=reps)
+    typer.echo(f"machine: {machine_info()}")
+    result = bench.run(args, log=typer.echo)
+    _save(result, out, bench.markdown(result))
