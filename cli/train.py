@@ -108,12 +108,12 @@ def one_line_errors() -> Iterator[None]:
         raise typer.Exit(1) from None
 
 
-def _run_stage(kind: str, args: StageArguments, out: Path, overwrite: bool) -> None:
-    from trustattr.train import dpo, ppo_stage, reward, sft
+def _run_stage(kind: str, args: StageArguments, out: Path, overwrite: bool, attribution_every: int) -> None:
+    from trustattr.train.hooks import attribution_callback
+    from trustattr.train.stages import train_stage
 
-    function = {"sft": sft.train_sft, "dpo": dpo.train_dpo, "rm": reward.train_reward_model,
-                "ppo": ppo_stage.train_ppo}[kind]
-    result = function(args, out, overwrite=overwrite)
+    callbacks = [attribution_callback(kind, args, out, attribution_every)] if attribution_every else []
+    result = train_stage(kind, args, out, overwrite=overwrite, callbacks=callbacks)
     state = "already complete, skipped" if result.skipped else f"done in {result.seconds:.1f} s"
     resumed = f" (resumed from step {result.resumed_from_step})" if result.resumed_from_step else ""
     typer.echo(f"{kind}: {state}{resumed}; model: {result.model_dir}")
@@ -128,9 +128,12 @@ def _make_command(kind: str):
 
     def command(**kwargs: Any) -> None:
         out, preset, overwrite = kwargs.pop("out"), kwargs.pop("preset"), kwargs.pop("overwrite")
+        attribution_every = kwargs.pop("attribution_every", 0)
         with one_line_errors():
+            if attribution_every < 0:
+                raise ValueError(f"attribution_every: expected an integer >= 0, got {attribution_every}")
             args = stage_arguments(kind, preset, {name: kwargs[name] for name in field_names})
-            _run_stage(kind, args, out, overwrite)
+            _run_stage(kind, args, out, overwrite, attribution_every)
 
     fixed = [
         inspect.Parameter("out", inspect.Parameter.KEYWORD_ONLY, annotation=Annotated[
@@ -140,6 +143,10 @@ def _make_command(kind: str):
         inspect.Parameter("overwrite", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=Annotated[
             bool, typer.Option("--overwrite", help="delete OUT first instead of resuming / refusing changed arguments")]),
     ]
+    if kind in ("sft", "dpo"):
+        fixed.append(inspect.Parameter("attribution_every", inspect.Parameter.KEYWORD_ONLY, default=0, annotation=Annotated[
+            int, typer.Option("--attribution-every", help="every N steps and at the end, save a checkpoint + projected "
+                              "gradient features of the train/held-out pairs to OUT/attribution (0 = off)")]))
     command.__signature__ = inspect.Signature(fixed + option_parameters(cls, getattr(get_preset("tiny"), kind)))
     command.__doc__ = STAGE_HELP[kind]
     command.__name__ = f"train_{kind}"

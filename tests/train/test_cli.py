@@ -87,3 +87,16 @@ def test_run_tiny_end_to_end_then_resume(tmp_path):
 
     changed = runner.invoke(app, ["run", "--preset", "tiny", "--out", str(out), "--seed", "1"])
     assert changed.exit_code == 1 and "seed: 0 -> 1" in changed.output
+
+
+def test_train_dpo_with_attribution_checkpoints(tmp_path):
+    out = tmp_path / "dpo"
+    result = runner.invoke(app, ["train", "dpo", "--out", str(out), "--max-steps", "2", "--train-limit", "4",
+                                 "--eval-limit", "2", "--max-length", "40", "--max-prompt-length", "24",
+                                 "--batch-size", "2", "--attribution-every", "1"])
+    assert result.exit_code == 0, result.output
+    saved = sorted(p.name for p in (out / "attribution").glob("checkpoint-*"))
+    assert saved == ["checkpoint-1", "checkpoint-2"]
+    assert (out / "attribution" / "callback.json").exists()
+    rejected = runner.invoke(app, ["train", "rm", "--out", str(tmp_path / "rm"), "--attribution-every", "1"])
+    assert rejected.exit_code != 0  # the rm command has no such option

@@ -96,3 +96,16 @@ def test_run_arguments_are_validated(tmp_path):
         RunArguments(out=tmp_path, preset="huge")
     with pytest.raises(ValueError, match="eval_limit"):
         RunArguments(out=tmp_path, eval_limit=0)
+
+
+def test_train_stage_checks_its_inputs(tmp_path):
+    from trustattr.train.config import DPOArguments, PPOArguments
+    from trustattr.train.stages import train_stage
+
+    with pytest.raises(ValueError, match="stage: expected one of sft, dpo, rm, ppo"):
+        train_stage("kto", DPOArguments(), tmp_path)
+    with pytest.raises(TypeError, match="needs SFTArguments, got DPOArguments"):
+        train_stage("sft", DPOArguments(), tmp_path)
+    with pytest.raises(ValueError, match="callbacks"):
+        train_stage("ppo", PPOArguments(reward_model="tiny"), tmp_path, callbacks=[object()])
+    assert not any(tmp_path.iterdir())  # nothing written

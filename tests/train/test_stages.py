@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 
 import pytest
 import torch
@@ -56,35 +57,36 @@ def test_sft_resumes_after_an_interrupt_and_matches_an_uninterrupted_run(tmp_pat
 
 
 def test_corrupt_or_incomplete_checkpoint_is_a_clear_error(tmp_path):
-    args = SFTArguments(**FAST)
+    args = SFTArguments(**{**FAST, "max_steps": 2, "save_steps": 1})
     out = tmp_path / "sft"
     with pytest.raises(KeyboardInterrupt):
-        train_sft(args, out, callbacks=[InterruptAfterSave(4)])
-    latest = out / "checkpoints" / "checkpoint-4"
+        train_sft(args, out, callbacks=[InterruptAfterSave(2)])
+    latest = out / "checkpoints" / "checkpoint-2"
     weights_file = latest / "model.safetensors"
     weights_file.write_bytes(weights_file.read_bytes()[:100])  # truncated write
-    with pytest.raises(CheckpointError, match=r"checkpoint-4/model\.safetensors"):
+    with pytest.raises(CheckpointError, match=r"checkpoint-2/model\.safetensors"):
         train_sft(args, out)
     weights_file.unlink()
-    with pytest.raises(CheckpointError, match=r"checkpoint-4' holds no weights"):
+    with pytest.raises(CheckpointError, match=r"checkpoint-2' holds no weights"):
         train_sft(args, out)
-    (out / "checkpoints" / "checkpoint-2" / "trainer_state.json").write_text("{not json")
-    import shutil
-
+    (out / "checkpoints" / "checkpoint-1" / "trainer_state.json").write_text("{not json")
     shutil.rmtree(latest)  # the user deletes the broken one: now the earlier one is checked
-    with pytest.raises(CheckpointError, match=r"checkpoint-2/trainer_state\.json' is corrupt"):
+    with pytest.raises(CheckpointError, match=r"checkpoint-1/trainer_state\.json' is corrupt"):
+        train_sft(args, out)
+    (out / "checkpoints" / "checkpoint-1" / "trainer_state.json").unlink()
+    with pytest.raises(CheckpointError, match=r"checkpoint-1' is missing trainer_state\.json"):
         train_sft(args, out)
 
 
 def test_changed_arguments_are_refused_and_overwrite_restarts(tmp_path):
-    args = SFTArguments(**FAST)
+    args = SFTArguments(**{**FAST, "max_steps": 2, "save_steps": 1})
     with pytest.raises(KeyboardInterrupt):
-        train_sft(args, tmp_path / "sft", callbacks=[InterruptAfterSave(2)])
+        train_sft(args, tmp_path / "sft", callbacks=[InterruptAfterSave(1)])
     changed = dataclasses.replace(args, learning_rate=5e-4)
     with pytest.raises(ArgumentsMismatchError, match=r"learning_rate: 0\.001 -> 0\.0005"):
         train_sft(changed, tmp_path / "sft")
     result = train_sft(changed, tmp_path / "sft", overwrite=True)
-    assert result.resumed_from_step is None and result.metrics["global_step"] == 4
+    assert result.resumed_from_step is None and result.metrics["global_step"] == 2
 
 
 def test_missing_stage_model_is_a_checkpoint_error(tmp_path):
@@ -98,7 +100,7 @@ def test_missing_stage_model_is_a_checkpoint_error(tmp_path):
 
 
 def test_dpo_and_reward_model_with_lora_save_plain_models_and_evaluate(tmp_path):
-    common = {**FAST, "eval_limit": 6, "max_steps": 2, "lora": True, "lora_r": 4, "learning_rate": 1e-2}
+    common = {**FAST, "eval_limit": 4, "max_steps": 1, "lora": True, "lora_r": 4, "learning_rate": 1e-2}
     sft = train_sft(SFTArguments(**{**FAST, "max_steps": 1}), tmp_path / "sft")
     dpo = train_dpo(DPOArguments(**{**common, "model": str(sft.model_dir)}), tmp_path / "dpo")
     assert dpo.metrics["before"]["implicit_reward_accuracy"] == 0.5  # policy == reference: every margin is 0

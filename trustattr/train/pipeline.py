@@ -74,12 +74,10 @@ def build_stages(args: RunArguments) -> list[Stage]:
 
     def train(kind: str, **models: str):
         def go() -> dict[str, Any]:
-            from trustattr.train import dpo, ppo_stage, reward, sft
+            from trustattr.train.stages import train_stage
 
-            function = {"sft": sft.train_sft, "dpo": dpo.train_dpo, "rm": reward.train_reward_model,
-                        "ppo": ppo_stage.train_ppo}[kind]
             stage_args = dataclasses.replace(getattr(preset, kind), **{k: model_of(v) for k, v in models.items()})
-            result = function(stage_args, run / "stages" / kind)
+            result = train_stage(kind, stage_args, run / "stages" / kind)
             return {"seconds": result.seconds, "resumed_from_step": result.resumed_from_step,
                     "before": result.metrics.get("before"), "after": result.metrics.get("after")}
 

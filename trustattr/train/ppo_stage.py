@@ -22,6 +22,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from trustattr.errors import CheckpointError
 from trustattr.paths import atomic_path
+from trustattr.preference_data import PreferencePair
 from trustattr.train.config import PPOArguments
 from trustattr.train.data import fit_pairs, load_stage_pairs
 from trustattr.train.evaluation import rewards_of
@@ -143,7 +144,7 @@ def _batch_prompts(prompts: Sequence[str], iteration: int, batch_size: int, seed
 
 @torch.no_grad()
 def _evaluate(ppo: CompactPPO, scorer: RewardModelScorer, tokenizer: PreTrainedTokenizerBase,
-              pairs: Sequence[Any], args: PPOArguments) -> dict[str, float]:
+              pairs: Sequence[PreferencePair], args: PPOArguments) -> dict[str, float]:
     """Mean raw reward of one seeded sample per held-out prompt."""
     prompts = [p.prompt for p in pairs]
     rewards, lengths = [], []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -141,7 +142,5 @@ def run_stage(
 
 
 def _saved_before(checkpoints: Path) -> dict[str, Any]:
-    import json
-
     path = checkpoints / "before.json"
     return json.loads(path.read_text()) if path.exists() else {}
