@@ -27,7 +27,7 @@ backward pass there, ~1.5x faster than adapters everywhere; bf16 autocast was ~2
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from trustattr.train.config import DPOArguments, PPOArguments, RewardArguments, SFTArguments
 
