@@ -27,6 +27,8 @@ def run_command(
     eval_limit: Annotated[int | None, typer.Option("--eval-limit", "--limit", help=_help("eval_limit"))] = None,
     benchmarks: Annotated[str | None, typer.Option(help=_help("benchmarks") + ", comma-separated")] = None,
     evaluate: Annotated[bool, typer.Option("--evaluate/--no-evaluate", help=_help("evaluate"))] = True,
+    attribute: Annotated[bool, typer.Option("--attribute/--no-attribute", help=_help("attribute"))] = True,
+    method: Annotated[str, typer.Option(help=_help("method"))] = "datainf",
     seed: Annotated[int, typer.Option(help=_help("seed"))] = 0,
     stages: Annotated[str | None, typer.Option(help="run only these stages, comma-separated (e.g. base,sft)")] = None,
     overwrite: Annotated[bool, typer.Option(help="delete OUT first instead of resuming it")] = False,
@@ -36,7 +38,8 @@ def run_command(
 
     with one_line_errors():
         args = RunArguments(out=out, preset=preset, model=model, eval_limit=eval_limit,
-                            benchmarks=_words(benchmarks), evaluate=evaluate, seed=seed)
+                            benchmarks=_words(benchmarks), evaluate=evaluate, attribute=attribute,
+                            method=method, seed=seed)
         status = run_pipeline(args, only=list(_words(stages)) if stages else None, overwrite=overwrite)
     done = sum(1 for record in status["stages"].values() if record.get("status") == "complete")
     typer.echo(f"run: {done} stage(s) complete in {out}; see {out / 'summary.md'} and {out / 'curves.png'}")

@@ -67,7 +67,7 @@ def test_run_tiny_end_to_end_then_resume(tmp_path):
     assert result.exit_code == 0, result.output
     status = json.loads((out / "run.json").read_text())
     assert all(record["status"] == "complete" for record in status["stages"].values())
-    assert len(status["stages"]) == 9
+    assert len(status["stages"]) == 12  # 5 model stages, 4 evaluations, 3 attribution scores
     for stage in GENERATIVE_STAGES:
         results = json.loads((out / "eval" / stage / "results.json").read_text())
         assert results, stage
@@ -77,12 +77,15 @@ def test_run_tiny_end_to_end_then_resume(tmp_path):
     assert summary["training"]["dpo"]["before"]["implicit_reward_accuracy"] == 0.5
     assert set(summary["trust"]) == set(GENERATIVE_STAGES)
     assert (out / "summary.md").exists() and (out / "curves.png").stat().st_size > 0
+    for stage in ("sft", "dpo", "ppo"):
+        scored = json.loads((out / "score" / stage / "summary.json").read_text())
+        assert set(scored["benchmarks"]) == {"toxicity", "stereotype", "ethics", "truthfulness", "privacy"}, stage
     print(f"tiny run: {elapsed:.1f} s")
 
     start = time.perf_counter()
     again = runner.invoke(app, ["run", "--preset", "tiny", "--out", str(out)])
     assert again.exit_code == 0, again.output
-    assert again.output.count("complete, skipped") == 9
+    assert again.output.count("complete, skipped") == 12
     assert time.perf_counter() - start < elapsed / 3
 
     changed = runner.invoke(app, ["run", "--preset", "tiny", "--out", str(out), "--seed", "1"])

@@ -83,8 +83,12 @@ def test_corrupt_run_json_is_a_checkpoint_error(tmp_path):
 
 def test_pipeline_stage_list(tmp_path):
     names = [stage.name for stage in build_stages(RunArguments(out=tmp_path, preset="tiny"))]
-    assert names == ["base", "eval-base", "sft", "eval-sft", "dpo", "eval-dpo", "rm", "ppo", "eval-ppo"]
-    no_eval = build_stages(RunArguments(out=tmp_path, preset="tiny", evaluate=False))
+    assert names == ["base", "eval-base", "sft", "eval-sft", "dpo", "eval-dpo", "rm", "ppo", "eval-ppo",
+                     "score-sft", "score-dpo", "score-ppo"]
+    scores = {stage.name: stage for stage in build_stages(RunArguments(out=tmp_path, preset="tiny"))}
+    assert scores["score-dpo"].needs == ("dpo", "sft") and scores["score-dpo"].arguments["loss"] == "dpo"
+    assert scores["score-ppo"].needs == ("rm", "sft") and scores["score-ppo"].arguments["loss"] == "reward"
+    no_eval = build_stages(RunArguments(out=tmp_path, preset="tiny", evaluate=False, attribute=False))
     assert [stage.name for stage in no_eval] == ["base", "sft", "dpo", "rm", "ppo"]
     ppo = no_eval[-1]
     assert ppo.needs == ("sft", "rm") and ppo.arguments["reward_model"] == "stage:rm"
@@ -96,6 +100,8 @@ def test_run_arguments_are_validated(tmp_path):
         RunArguments(out=tmp_path, preset="huge")
     with pytest.raises(ValueError, match="eval_limit"):
         RunArguments(out=tmp_path, eval_limit=0)
+    with pytest.raises(ValueError, match="method: expected one of datainf.*got 'tracin'"):
+        RunArguments(out=tmp_path, method="tracin")
 
 
 def test_train_stage_checks_its_inputs(tmp_path):

@@ -5,6 +5,9 @@ Run directory (INTERFACES.md E)::
     RUN/run.json                  run arguments + per-stage status (trustattr.train.runner)
     RUN/stages/<stage>/model      checkpoint of each training stage (base: stage.json names the model)
     RUN/eval/<stage>/results.json trust benchmarks of base, sft, dpo, ppo
+    RUN/score/<stage>/            attribution of each benchmark to the stage's training pairs (trustattr score):
+                                  sft (SFT loss, SFT vs base), dpo (DPO loss, DPO vs SFT), ppo (Bradley-Terry loss
+                                  of the reward model, through which the pairs reach PPO; paper.md §4.3)
     RUN/summary.json, summary.md  per-stage held-out metrics and trust results; curves.png
 
 Each stage is one entry of :func:`build_stages`; the runner skips complete stages and refuses changed ones.
@@ -38,6 +41,8 @@ class RunArguments:
     eval_limit: int | None = field(default=None, metadata={"help": "prompts per trust benchmark (default: preset)"})
     benchmarks: tuple[str, ...] | None = field(default=None, metadata={"help": "trust benchmarks (default: all five)"})
     evaluate: bool = field(default=True, metadata={"help": "run the trust benchmarks after each stage"})
+    attribute: bool = field(default=True, metadata={"help": "score each stage's training pairs per trust benchmark"})
+    method: str = field(default="datainf", metadata={"help": "attribution method of the score stages"})
     seed: int = field(default=0, metadata={"help": "seed of every stage"})
 
     def __post_init__(self) -> None:
@@ -46,6 +51,11 @@ class RunArguments:
             raise ValueError(f"eval_limit: expected an integer >= 1 or None, got {self.eval_limit}")
         if self.model is not None and not self.model:
             raise ValueError("model: expected a model name or path, got ''")
+        from trustattr.attribution.arguments import METHODS
+
+        run_methods = tuple(m for m in METHODS if m != "tracin")  # tracin needs callback checkpoints: trustattr score
+        if self.method not in run_methods:
+            raise ValueError(f"method: expected one of {', '.join(run_methods)}, got {self.method!r}")
 
 
 def _stage_preset(args: RunArguments) -> Preset:
@@ -59,7 +69,8 @@ def _stage_preset(args: RunArguments) -> Preset:
 
 
 def build_stages(args: RunArguments) -> list[Stage]:
-    """The ordered stages of a run (base, eval-base, sft, eval-sft, dpo, eval-dpo, rm, ppo, eval-ppo)."""
+    """The ordered stages of a run (base, eval-base, sft, eval-sft, dpo, eval-dpo, rm, ppo, eval-ppo,
+    score-sft, score-dpo, score-ppo)."""
     run = Path(args.out)
     preset = _stage_preset(args)
     base_model = preset.sft.model
@@ -101,6 +112,30 @@ def build_stages(args: RunArguments) -> list[Stage]:
         return Stage(f"eval-{stage}", eval_args, go, lambda: (run / "eval" / stage / "results.json").exists(),
                      needs=(stage,))
 
+    def score(stage: str, loss: str, policy: str, reference: str, trained_by: str) -> Stage:
+        """Attribution of the trust benchmarks to the pairs ``trained_by`` trained on (the same subsample)."""
+        trained = getattr(preset, trained_by)
+        settings = {"train_data": trained.data, "split": "train", "limit": trained.train_limit or 0,
+                    "loss": loss, "beta": getattr(trained, "beta", 0.1), "max_length": trained.max_length,
+                    "max_prompt_length": trained.max_prompt_length, "seed": args.seed, "method": args.method,
+                    "benchmarks": tuple(args.benchmarks) if args.benchmarks else None,
+                    "test_limit": args.eval_limit}
+        arguments = {**settings, "benchmarks": list(args.benchmarks or ()), "policy": f"stage:{policy}",
+                     "reference": f"stage:{reference}", "preset": args.preset}
+
+        def go() -> dict[str, Any]:
+            from trustattr.attribution import ScoreArguments
+            from trustattr.attribution import score as attribution_score
+
+            score_args = ScoreArguments.from_preset(
+                "tiny" if args.preset == "tiny" else "smol", policy=model_of(policy), reference=model_of(reference),
+                out=str(run / "score" / stage), **settings)
+            result = attribution_score(score_args, progress=True)
+            return {"pairs": len(result.pair_ids), "seconds": result.timings}
+
+        return Stage(f"score-{stage}", arguments, go, lambda: (run / "score" / stage / "summary.json").exists(),
+                     needs=(policy, reference))
+
     stages = [
         Stage("base", {"model": base_model, "seed": args.seed}, base,
               lambda: (run / "stages" / "base" / "stage.json").exists()),
@@ -113,6 +148,10 @@ def build_stages(args: RunArguments) -> list[Stage]:
         for stage in reversed(GENERATIVE_STAGES):  # eval-X right after X
             position = next(i for i, s in enumerate(stages) if s.name == stage) + 1
             stages.insert(position, evaluate(stage))
+    if args.attribute:
+        stages += [score("sft", "sft", policy="sft", reference="base", trained_by="sft"),
+                   score("dpo", "dpo", policy="dpo", reference="sft", trained_by="dpo"),
+                   score("ppo", "reward", policy="rm", reference="sft", trained_by="rm")]
     return stages
 
 
