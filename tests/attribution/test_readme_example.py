@@ -61,3 +61,10 @@ def test_readme_example_runs_and_sketches_the_true_gradients():
     torch.testing.assert_close(train, torch.stack(want), rtol=1e-4, atol=1e-6)
     assert scope["influence"].shape == (8,) and torch.isfinite(scope["influence"]).all()
     assert scope["rows"].shape == (1, 3)
+
+
+def test_the_readme_shows_exactly_this_example():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert EXAMPLE.strip() in readme
