@@ -121,12 +121,47 @@ inline void stage_row(const void* x, int64_t base, int64_t stride, int64_t count
     dst[i] = T(0);
 }
 
+// Rows that do not fill a SIMD vector go one at a time: acc[bucket] += sign * x in
+// feature order, with acc (k values, L1-resident) written straight into the group's
+// partial sums. The signs are +-1, so every term is exact and each row gets the same
+// sums, in the same order, as a vector lane would give it: results never depend on
+// which path a row took (tests check this bit for bit).
+template <Elem E, typename T>
+void sparse_forward_rows(const SketchArgs& a, const void* x, const SjltHits<T>& hits, bool direct,
+                         int64_t f_begin, int64_t f_end, int64_t r_begin, int64_t r_end, T* stage,
+                         T* partial_group) {
+  const int64_t k = a.k, nnz = a.nnz;
+  for (int64_t r = r_begin; r < r_end; ++r) {
+    T* acc = partial_group + r * k;
+    for (int64_t j = 0; j < k; ++j) acc[j] = T(0);
+    const int64_t row_base = r * a.stride_row;
+    for (int64_t f0 = f_begin; f0 < f_end; f0 += kSparseChunk) {
+      const int64_t kc = f_end - f0 < kSparseChunk ? f_end - f0 : kSparseChunk;
+      const T* xs = stage;
+      if (direct) {
+        xs = static_cast<const T*>(x) + row_base + f0;
+      } else {
+        stage_row<E, T>(x, row_base + f0 * a.stride_col, a.stride_col, kc, stage);
+      }
+      const int32_t* cb = hits.bucket + (f0 - f_begin) * nnz;
+      const T* cs = hits.sign + (f0 - f_begin) * nnz;
+      if (nnz == 1) {
+        for (int64_t p = 0; p < kc; ++p) acc[cb[p]] += cs[p] * xs[p];
+      } else {
+        for (int64_t p = 0; p < kc; ++p)
+          for (int64_t t = 0; t < nnz; ++t) acc[cb[p * nnz + t]] += cs[p * nnz + t] * xs[p];
+      }
+    }
+  }
+}
+
 // SJLT forward. A work item is one feature group: its hits are hashed once and
-// reused by every row. Rows go one SIMD vector at a time (16 float / 8 double
-// rows): the rows' chunk is staged, transposed in registers into
-// xt[feature][row lane], and the scatter-add updates acc[bucket][row lane] with
-// one vector FMA per (feature, hit), up to 4 row vectors per pass so acc stays
-// in L2. Each lane sums its own row in feature order, as every path does.
+// reused by every row. Full SIMD vectors of rows (16 float / 8 double) are
+// transposed in registers into xt[feature][row lane] (read in place when rows are
+// contiguous and native, staged row by row otherwise) and the scatter-add updates
+// acc[bucket][row lane] with one vector FMA per (feature, hit), up to 4 row vectors
+// per pass so acc stays in L2. Leftover rows go row by row (sparse_forward_rows).
+// Each row is summed on its own in feature order, as every path does.
 template <Elem E, typename T>
 void sparse_forward(const SketchArgs& a, const void* x, int64_t rows, T* out) {
   using V = typename VecOf<T>::type;
@@ -143,6 +178,9 @@ void sparse_forward(const SketchArgs& a, const void* x, int64_t rows, T* out) {
   T* partial = scratch<T>(groups * count);
   const uint64_t key = a.key;
   const int nt = a.num_threads;
+  constexpr bool native = (E == Elem::kF32 && sizeof(T) == 4) || (E == Elem::kF64 && sizeof(T) == 8);
+  const bool contiguous = native && a.stride_col == 1;  // rows are read in place, not staged
+  const int64_t vector_rows = rows - rows % L;  // full SIMD vectors of rows; the rest go row by row
 
 #pragma omp parallel num_threads(nt)
   {
@@ -156,14 +194,29 @@ void sparse_forward(const SketchArgs& a, const void* x, int64_t rows, T* out) {
       const int64_t f_begin = g * group_size;
       const int64_t f_end = f_begin + group_size < d ? f_begin + group_size : d;
       hits.fill(a, key, f_begin, f_end - f_begin);
-      for (int64_t r_begin = 0; r_begin < rows; r_begin += rows_per_pass) {
-        const int64_t pass_rows = rows - r_begin < rows_per_pass ? rows - r_begin : rows_per_pass;
+      for (int64_t r_begin = 0; r_begin < vector_rows; r_begin += rows_per_pass) {
+        const int64_t pass_rows = vector_rows - r_begin < rows_per_pass ? vector_rows - r_begin : rows_per_pass;
         const int64_t used_vecs = ceil_div(pass_rows, L);
         for (int64_t j = 0; j < k * vecs; ++j) acc[j] = V{};
         for (int64_t f0 = f_begin; f0 < f_end; f0 += kSparseChunk) {
           const int64_t kc = f_end - f0 < kSparseChunk ? f_end - f0 : kSparseChunk;
           for (int64_t v = 0; v < used_vecs; ++v) {
             const int64_t lanes = pass_rows - v * L < L ? pass_rows - v * L : L;
+            if (contiguous && lanes == L && kc % L == 0) {
+              // Native contiguous rows, full vectors: transpose straight from x (no staging copy).
+              const T* rows0 = static_cast<const T*>(x) + (r_begin + v * L) * a.stride_row + f0;
+              for (int64_t p0 = 0; p0 < kc; p0 += L) {
+                for (int l = 0; l < L; ++l) memcpy(&block[l], rows0 + l * a.stride_row + p0, sizeof(V));
+                transpose_block<T>(block);
+                V* xv = xt + v * kSparseChunk + p0;
+                for (int i = 0; i < L; ++i) xv[i] = block[i];
+              }
+              if (f0 + kc < f_end)
+                for (int64_t l = 0; l < L; ++l)
+                  prefetch_run(x, ((r_begin + v * L + l) * a.stride_row + f0 + kc) * elem_size<E>(),
+                               (f_end - f0 - kc < kc ? f_end - f0 - kc : kc) * elem_size<E>());
+              continue;
+            }
             // Stage the rows' chunks one row at a time first: rows of a power-of-two
             // length share cache sets, so reading L of them in lock step thrashes L1.
             for (int64_t l = 0; l < lanes; ++l) {
@@ -211,6 +264,8 @@ void sparse_forward(const SketchArgs& a, const void* x, int64_t rows, T* out) {
           }
         }
       }
+      sparse_forward_rows<E, T>(a, x, hits, contiguous, f_begin, f_end, vector_rows, rows, stage,
+                                partial + g * count);
     }
     free(xt);
     free(acc);
