@@ -1,6 +1,7 @@
 // Shared by the issue-5 CPU kernels (grad_sketch_impl.h, score_impl.h,
 // topk_impl.h, datainf_impl.h): internal-linkage helpers, dtype conversion, and
-// the accumulate-into-C GEMM micro-kernels with their rademacher panel generator.
+// the accumulate-into-C GEMM micro-kernels with their rademacher panel generator,
+// and the dispatch from element type to typed kernel.
 // Included by the attr_isa_*.cpp files only, once per instruction set;
 // everything lives in namespace TA_ISA_NS.
 #pragma once
@@ -218,6 +219,30 @@ T* rademacher_panels(int64_t seed, int64_t d, int64_t k) {
   for (int64_t panel = 0; panel < panels; ++panel) rademacher_panel<T>(rkeys, d, panel * W, out + panel * d * W);
   free(rkeys);
   return out;
+}
+
+// Fn<element type E of the input, compute type T>::run(args), for every E.
+template <template <Elem, typename> class Fn, typename T, typename Args>
+void dispatch_train(Elem e, const Args& args) {
+  switch (e) {
+    case Elem::kF32: return Fn<Elem::kF32, T>::run(args);
+    case Elem::kF64: return Fn<Elem::kF64, T>::run(args);
+    case Elem::kBF16: return Fn<Elem::kBF16, T>::run(args);
+    default: return Fn<Elem::kF16, T>::run(args);
+  }
+}
+
+// Score ops compute in float64 when f64 is set, else in float32, whatever the train dtype.
+template <template <Elem, typename> class Fn, typename Args>
+void dispatch_score(Elem e, bool f64, const Args& args) {
+  if (f64) return dispatch_train<Fn, double>(e, args);
+  dispatch_train<Fn, float>(e, args);
+}
+
+// Compute in float64 for float64 input, else in float32 (the gradient sketches).
+template <template <Elem, typename> class Fn, typename Args>
+void dispatch_native(Elem e, const Args& args) {
+  dispatch_score<Fn>(e, e == Elem::kF64, args);
 }
 
 }  // namespace

@@ -334,16 +334,6 @@ void outer_typed(const OuterArgs& a) {
   scale_in_place<T>(out, in.rows_out * k, static_cast<T>(a.scale), a.num_threads);
 }
 
-template <template <Elem, typename> class Fn, typename Args>
-void dispatch_elem(Elem e, const Args& args) {
-  switch (e) {
-    case Elem::kF32: return Fn<Elem::kF32, float>::run(args);
-    case Elem::kF64: return Fn<Elem::kF64, double>::run(args);
-    case Elem::kBF16: return Fn<Elem::kBF16, float>::run(args);
-    default: return Fn<Elem::kF16, float>::run(args);
-  }
-}
-
 template <Elem E, typename T>
 struct FactoredFn {
   static void run(const FactoredArgs& a) { factored_typed<E, T>(a); }
@@ -355,7 +345,7 @@ struct OuterFn {
 
 }  // namespace
 
-void project_factored(const FactoredArgs& a) { dispatch_elem<FactoredFn>(a.in.elem, a); }
-void project_outer(const OuterArgs& a) { dispatch_elem<OuterFn>(a.in.elem, a); }
+void project_factored(const FactoredArgs& a) { dispatch_native<FactoredFn>(a.in.elem, a); }
+void project_outer(const OuterArgs& a) { dispatch_native<OuterFn>(a.in.elem, a); }
 
 }  // namespace trustattr::cpu::TA_ISA_NS

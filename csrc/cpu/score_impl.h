@@ -267,24 +267,6 @@ struct ScoreFn {
   static void run(const ScoreCall& c) { score_typed<E, T>(*c.args, static_cast<T*>(c.out)); }
 };
 
-// Fn<train element type, compute type T>::run(args).
-template <template <Elem, typename> class Fn, typename T, typename Args>
-void dispatch_train(Elem e, const Args& args) {
-  switch (e) {
-    case Elem::kF32: return Fn<Elem::kF32, T>::run(args);
-    case Elem::kF64: return Fn<Elem::kF64, T>::run(args);
-    case Elem::kBF16: return Fn<Elem::kBF16, T>::run(args);
-    default: return Fn<Elem::kF16, T>::run(args);
-  }
-}
-
-// Score ops compute in float64 when f64 is set, else in float32, whatever the train dtype.
-template <template <Elem, typename> class Fn, typename Args>
-void dispatch_score(Elem e, bool f64, const Args& args) {
-  if (f64) return dispatch_train<Fn, double>(e, args);
-  dispatch_train<Fn, float>(e, args);
-}
-
 }  // namespace
 
 void score(const ScoreArgs& a, void* out) {
