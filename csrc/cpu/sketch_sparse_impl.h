@@ -127,7 +127,7 @@ inline void stage_row(const void* x, int64_t base, int64_t stride, int64_t count
 // sums, in the same order, as a vector lane would give it: results never depend on
 // which path a row took (tests check this bit for bit).
 template <Elem E, typename T>
-void sparse_forward_rows(const SketchArgs& a, const void* x, const SjltHits<T>& hits, bool direct,
+void sparse_forward_rows(const SketchArgs& a, const void* x, const SjltHits<T>& hits, bool contiguous,
                          int64_t f_begin, int64_t f_end, int64_t r_begin, int64_t r_end, T* stage,
                          T* partial_group) {
   const int64_t k = a.k, nnz = a.nnz;
@@ -138,7 +138,7 @@ void sparse_forward_rows(const SketchArgs& a, const void* x, const SjltHits<T>& 
     for (int64_t f0 = f_begin; f0 < f_end; f0 += kSparseChunk) {
       const int64_t kc = f_end - f0 < kSparseChunk ? f_end - f0 : kSparseChunk;
       const T* xs = stage;
-      if (direct) {
+      if (contiguous) {
         xs = static_cast<const T*>(x) + row_base + f0;
       } else {
         stage_row<E, T>(x, row_base + f0 * a.stride_col, a.stride_col, kc, stage);
@@ -205,36 +205,26 @@ void sparse_forward(const SketchArgs& a, const void* x, int64_t rows, T* out) {
           const int64_t kc = f_end - f0 < kSparseChunk ? f_end - f0 : kSparseChunk;
           for (int64_t v = 0; v < used_vecs; ++v) {
             const int64_t lanes = pass_rows - v * L < L ? pass_rows - v * L : L;
-            if (contiguous && lanes == L && kc % L == 0) {
-              // Native contiguous rows, full vectors: transpose straight from x (no staging copy).
-              const T* rows0 = static_cast<const T*>(x) + (r_begin + v * L) * a.stride_row + f0;
-              for (int64_t p0 = 0; p0 < kc; p0 += L) {
-                for (int l = 0; l < L; ++l) memcpy(&block[l], rows0 + l * a.stride_row + p0, sizeof(V));
-                transpose_block<T>(block);
-                V* xv = xt + v * kSparseChunk + p0;
-                for (int i = 0; i < L; ++i) xv[i] = block[i];
-              }
-              if (f0 + kc < f_end)
-                for (int64_t l = 0; l < L; ++l)
-                  prefetch_run(x, ((r_begin + v * L + l) * a.stride_row + f0 + kc) * elem_size<E>(),
-                               (f_end - f0 - kc < kc ? f_end - f0 - kc : kc) * elem_size<E>());
-              continue;
-            }
-            // Stage the rows' chunks one row at a time first: rows of a power-of-two
-            // length share cache sets, so reading L of them in lock step thrashes L1.
+            // Native contiguous rows filling a vector are transposed straight from x. Others
+            // are staged one row at a time first: rows of a power-of-two length share cache
+            // sets, so converting L of them in lock step would thrash L1.
+            const bool in_place = contiguous && lanes == L && kc % L == 0;
+            const T* src = in_place ? static_cast<const T*>(x) + (r_begin + v * L) * a.stride_row + f0 : stage;
+            const int64_t src_stride = in_place ? a.stride_row : kStageStride;
             for (int64_t l = 0; l < lanes; ++l) {
               const int64_t row_base = (r_begin + v * L + l) * a.stride_row;
-              stage_row<E, T>(x, row_base + f0 * a.stride_col, a.stride_col, kc,
-                              stage + l * kStageStride);
+              if (!in_place)
+                stage_row<E, T>(x, row_base + f0 * a.stride_col, a.stride_col, kc, stage + l * kStageStride);
               // Each row is read in runs of kSparseChunk features: prefetch the next
               // run into L2 now, so the next chunk does not wait on DRAM latency.
               if (a.stride_col == 1 && f0 + kc < f_end)
                 prefetch_run(x, (row_base + f0 + kc) * elem_size<E>(),
                              (f_end - f0 - kc < kc ? f_end - f0 - kc : kc) * elem_size<E>());
             }
-            for (int64_t l = lanes; l < L; ++l) memset(stage + l * kStageStride, 0, sizeof(T) * kStageStride);
+            if (!in_place)
+              for (int64_t l = lanes; l < L; ++l) memset(stage + l * kStageStride, 0, sizeof(T) * kStageStride);
             for (int64_t p0 = 0; p0 < kc; p0 += L) {
-              for (int l = 0; l < L; ++l) memcpy(&block[l], stage + l * kStageStride + p0, sizeof(V));
+              for (int l = 0; l < L; ++l) memcpy(&block[l], src + l * src_stride + p0, sizeof(V));
               transpose_block<T>(block);
               V* xv = xt + v * kSparseChunk + p0;
               if (kc - p0 >= L) {
