@@ -18,7 +18,7 @@ import torch
 
 from trustattr.models import load_model
 from trustattr.train.data import fit_pairs, load_stage_pairs
-from trustattr.train.evaluation import pair_logprobs
+from trustattr.train.evaluation import dpo_margins, pair_logprobs
 from trustattr.train.presets import get_preset
 
 
@@ -39,7 +39,7 @@ def main() -> None:
         raise SystemExit(f"reference_logprobs: expected {len(pairs)} pairs (eval-limit {args.eval_limit}), "
                          f"got {len(ref_chosen)}")
     chosen, rejected = pair_logprobs(model, tokenizer, pairs, stage.batch_size)  # [N], [N]
-    margin = args.beta * ((chosen - ref_chosen) - (rejected - ref_rejected))  # [N]
+    margin = dpo_margins((chosen, rejected), (ref_chosen, ref_rejected), args.beta)  # [N]
     n, wins, ties = len(pairs), int((margin > 0).sum()), int((margin == 0).sum())
     accuracy = (wins + ties / 2) / n
     decided = n - ties

@@ -15,7 +15,7 @@ from trustattr.train.data import RESPONSE_SEPARATOR
 from trustattr.train.logprobs import sequence_logprobs, tokenize_responses
 from trustattr.train.reward import reward_at_last_token
 
-__all__ = ["pair_logprobs", "preference_accuracy", "response_nll", "reward_accuracy", "rewards_of"]
+__all__ = ["dpo_margins", "pair_logprobs", "preference_accuracy", "response_nll", "reward_accuracy", "rewards_of"]
 
 
 def response_nll(
@@ -37,6 +37,14 @@ def pair_logprobs(
     chosen = sequence_logprobs(model, tokenizer, prompts, [p.chosen for p in pairs], batch_size)
     rejected = sequence_logprobs(model, tokenizer, prompts, [p.rejected for p in pairs], batch_size)
     return chosen, rejected
+
+
+def dpo_margins(
+    policy_logprobs: tuple[torch.Tensor, torch.Tensor], reference_logprobs: tuple[torch.Tensor, torch.Tensor], beta: float
+) -> torch.Tensor:
+    """β[(log π(y_w) − log π_ref(y_w)) − (log π(y_l) − log π_ref(y_l))] per pair, from :func:`pair_logprobs` -> [N]."""
+    (chosen, rejected), (ref_chosen, ref_rejected) = policy_logprobs, reference_logprobs
+    return beta * ((chosen - ref_chosen) - (rejected - ref_rejected))
 
 
 def preference_accuracy(
@@ -67,7 +75,7 @@ def preference_accuracy(
         ref_chosen, ref_rejected = pair_logprobs(reference, tokenizer, pairs, batch_size)
     else:
         ref_chosen, ref_rejected = chosen.clone(), rejected.clone()
-    margin = beta * ((chosen - ref_chosen) - (rejected - ref_rejected))  # [N]
+    margin = dpo_margins((chosen, rejected), (ref_chosen, ref_rejected), beta)  # [N]
     return {
         "implicit_reward_accuracy": _share_positive(margin),
         "mean_margin": margin.mean().item(),
