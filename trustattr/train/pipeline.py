@@ -127,8 +127,8 @@ def build_stages(args: RunArguments) -> list[Stage]:
             from trustattr.attribution import ScoreArguments
             from trustattr.attribution import score as attribution_score
 
-            score_args = ScoreArguments.from_preset(
-                "tiny" if args.preset == "tiny" else "smol", policy=model_of(policy), reference=model_of(reference),
+            score_args = ScoreArguments.from_preset(  # the run presets (tiny, smol) are also score presets
+                args.preset, policy=model_of(policy), reference=model_of(reference),
                 out=str(run / "score" / stage), **settings)
             result = attribution_score(score_args, progress=True)
             return {"pairs": len(result.pair_ids), "seconds": result.timings}
