@@ -99,7 +99,7 @@ def test_saved_features_match_recomputed_from_checkpoint(trained):
 @pytest.mark.slow
 @pytest.mark.parametrize("method", ["tracin", "less"])
 def test_engine_over_callback_checkpoints(trained, tmp_path, method):
-    args = ScoreArguments(reference="tiny", policy="tiny", limit=8, benchmarks=("ethics",), test_limit=3,
+    args = ScoreArguments(reference="tiny", limit=8, benchmarks=("ethics",), test_limit=3,
                           method=method, checkpoints=str(trained["dir"] / "ckpts"), out=str(tmp_path / "out"),
                           batch_size=4, shard_size=4, **ENC, **FEATURES)
     result = score(args, progress=False, log=lambda m: None)

@@ -13,6 +13,7 @@ import torch
 
 from tests.attribution import oracles
 from trustattr import reference
+from trustattr.attribution import kernels
 from trustattr.attribution.attributor import Attributor
 from trustattr.attribution.losses import make_loss
 from trustattr.attribution.methods import METHOD_REGISTRY, FeatureSet, get_method, sign_normalize
@@ -75,18 +76,44 @@ def _brute_datainf(train, test, blocks):
     return scores
 
 
-def _brute_trak(train, test):
+def _relative_lambda(gram_over_n, damping=0.1):
+    eig = np.linalg.eigvalsh(gram_over_n)
+    nonzero = eig[eig > eig.max() * len(eig) * np.finfo(float).eps]
+    return damping * nonzero.mean()
+
+
+def _brute_trak(train, test, residual):
+    """TRAK literally: Phi = output-function gradients, kernel (Phi^T Phi / N + lam I)^-1, train side -r_i Phi_i."""
     n, k = train.shape
-    gram = train.T @ train / n
-    lam = 0.1 * np.mean(train**2)
-    return -train @ np.linalg.inv(gram + lam * np.eye(k)) @ test.mean(0)
+    phi = -train / residual[:, None]
+    gram = phi.T @ phi / n
+    lam = _relative_lambda(gram)
+    train_side = residual[:, None] * phi  # Q Phi, = -g
+    return (train_side @ np.linalg.inv(gram + lam * np.eye(k)) @ test.T).mean(1)
+
+
+def _brute_block_inverse(train, test, blocks, cosine):
+    """Exact damped block inverse, lam_l = 0.1 x the block's mean non-zero eigenvalue; optionally its cosine."""
+    dots = np.zeros((train.shape[0], test.shape[0]))
+    g_norm = np.zeros(train.shape[0])
+    t_norm = np.zeros(test.shape[0])
+    for lo, hi in zip(blocks[:-1], blocks[1:], strict=True):
+        g, t = train[:, lo:hi], test[:, lo:hi]
+        gram = g.T @ g / len(g)
+        h_inv = np.linalg.inv(gram + _relative_lambda(gram) * np.eye(hi - lo))
+        dots -= g @ h_inv @ t.T
+        g_norm += np.einsum("nd,de,ne->n", g, h_inv, g)
+        t_norm += np.einsum("qd,de,qe->q", t, h_inv, t)
+    if cosine:
+        dots /= np.sqrt(g_norm)[:, None] * np.sqrt(t_norm)[None, :]
+    return dots.mean(1)
 
 
 def _cos(a, b):
     return a @ b / (np.linalg.norm(a) * np.linalg.norm(b))
 
 
-def _brute_single(name, train, test, blocks):
+def _brute_single(name, train, test, blocks, residual):
     if name == "datainf":
         return _brute_datainf(train, test, blocks)
     if name == "gradient_dot":
@@ -94,23 +121,101 @@ def _brute_single(name, train, test, blocks):
     if name == "gradient_cosine":
         return np.array([-np.mean([_cos(g, t) for t in test]) for g in train])
     if name == "trak":
-        return _brute_trak(train, test)
+        return _brute_trak(train, test, residual)
+    if name in ("datainf_exact", "whitened_cosine"):
+        return _brute_block_inverse(train, test, blocks, cosine=name == "whitened_cosine")
     raise ValueError(name)
 
 
 def test_registry_names_every_method():
-    assert set(METHOD_REGISTRY) == {"datainf", "gradient_dot", "gradient_cosine", "tracin", "trak", "less"}
+    assert set(METHOD_REGISTRY) == {"datainf", "datainf_exact", "gradient_dot", "gradient_cosine", "tracin", "trak",
+                                    "less", "whitened_cosine"}
 
 
-@pytest.mark.parametrize("name", ["datainf", "gradient_dot", "gradient_cosine", "trak"])
+SINGLE = ["datainf", "datainf_exact", "gradient_dot", "gradient_cosine", "trak", "whitened_cosine"]
+
+
+def _residual(n):
+    return np.linspace(0.2, 0.8, n)  # sigma(-f_i) of n pairs
+
+
+@pytest.mark.parametrize("name", SINGLE)
 def test_single_state_methods_match_brute_force(states, name):
     s = states[0]
     train, test = s.oracle_features(s.grads_train), s.oracle_features(s.grads_test)
     np.testing.assert_allclose(s.train.numpy(), train, rtol=1e-8, atol=1e-12)  # the engine's features are exact
-    want = _brute_single(name, train, test, s.blocks())
-    got = get_method(name).scores([FeatureSet(s.train, s.test, 1.0, s.blocks())]).numpy()
+    residual = _residual(len(train))
+    want = _brute_single(name, train, test, s.blocks(), residual)
+    fs = FeatureSet(s.train, s.test, 1.0, s.blocks(), torch.from_numpy(residual))
+    got = get_method(name).scores([fs]).numpy()
     assert np.abs(want).max() > 0
     np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-9 * np.abs(want).max())
+
+
+@pytest.mark.parametrize("name", SINGLE)
+def test_score_matrix_is_per_query_and_scores_its_mean(states, name):
+    s = states[0]
+    fs = FeatureSet(s.train, s.test, 1.0, s.blocks(), torch.from_numpy(_residual(len(TRAIN))))
+    method = get_method(name)
+    matrix = method.score_matrix([fs])
+    assert matrix.shape == (len(TRAIN), len(TEST))
+    for q in range(len(TEST)):  # column q is the method on query q alone
+        alone = FeatureSet(s.train, s.test[q : q + 1], 1.0, s.blocks(), fs.train_residual)
+        np.testing.assert_allclose(method.score_matrix([alone])[:, 0].numpy(), matrix[:, q].numpy(), rtol=1e-9)
+    np.testing.assert_allclose(method.scores([fs]).numpy(), matrix.mean(1).numpy(), rtol=1e-12)
+
+
+def test_normalize_makes_every_method_a_cosine_in_its_metric(states):
+    s = states[0]
+    fs = FeatureSet(s.train, s.test, 1.0, s.blocks())
+    dot = get_method("gradient_dot", normalize=True).scores([fs]).numpy()
+    np.testing.assert_allclose(dot, get_method("gradient_cosine").scores([fs]).numpy(), rtol=1e-9)
+    exact = get_method("datainf_exact", normalize=True).scores([fs]).numpy()
+    np.testing.assert_allclose(exact, get_method("whitened_cosine").scores([fs]).numpy(), rtol=1e-9)
+    scaled = FeatureSet(s.train * torch.logspace(-3, 3, len(TRAIN), dtype=torch.float64)[:, None], s.test, 1.0,
+                        s.blocks())
+    for name in SINGLE:  # a cosine does not see a train row's norm
+        method = get_method(name, normalize=True)
+        np.testing.assert_allclose(method.scores([scaled]).numpy() if name == "gradient_dot" else
+                                   get_method(name, normalize=True).scores([fs]).numpy(),
+                                   method.scores([fs]).numpy(), rtol=1e-7)
+
+
+def test_relative_damping_does_not_depend_on_block_scale(states):
+    s = states[0]
+    blocks = s.blocks()
+    scale = torch.ones(s.train.shape[1], dtype=torch.float64)
+    scale[blocks[0] : blocks[1]] = 1e4  # one block's gradients four orders larger on both sides
+    plain = FeatureSet(s.train, s.test, 1.0, blocks)
+    scaled = FeatureSet(s.train * scale, s.test * scale, 1.0, blocks)  # M of that block shrinks by 1e-8
+    for name in ("datainf", "datainf_exact", "whitened_cosine"):
+        np.testing.assert_allclose(get_method(name).scores([scaled]).numpy(),
+                                   get_method(name).scores([plain]).numpy(), rtol=1e-6)
+    dot = [get_method("gradient_dot").scores([fs]).numpy() for fs in (scaled, plain)]
+    assert not np.allclose(*dot)  # without a metric, the large block dominates
+
+
+def test_datainf_method_is_the_datainf_op_on_the_mean_query(states):
+    s = states[0]
+    fs = FeatureSet(s.train, s.test, 1.0, s.blocks())
+    op = kernels.datainf_scores(s.train, s.test.mean(0), None, s.blocks())
+    np.testing.assert_allclose(get_method("datainf").scores([fs]).numpy(), op.numpy(), rtol=1e-9)
+
+
+def test_trak_without_residuals_is_the_damped_empirical_fisher_and_residuals_change_it(states):
+    s = states[0]
+    fs = FeatureSet(s.train, s.test, 1.0, s.blocks())
+    np.testing.assert_allclose(get_method("trak").scores([fs]).numpy(),
+                               _brute_trak(s.train.numpy(), s.test.numpy(), np.ones(len(TRAIN))), rtol=1e-7)
+    weighted = FeatureSet(s.train, s.test, 1.0, s.blocks(), torch.from_numpy(_residual(len(TRAIN))))
+    assert not np.allclose(get_method("trak").scores([weighted]).numpy(), get_method("trak").scores([fs]).numpy())
+
+
+def test_trak_ensemble_averages_its_members(states):
+    sets = [FeatureSet(st.train, st.test, 0.5, st.blocks()) for st in states]
+    members = [get_method("trak").scores([FeatureSet(st.train, st.test, 1.0, st.blocks())]) for st in states]
+    np.testing.assert_allclose(get_method("trak").scores(sets).numpy(), (0.5 * (members[0] + members[1])).numpy(),
+                               rtol=1e-12)
 
 
 def test_tracin_sums_learning_rate_weighted_checkpoints(states):

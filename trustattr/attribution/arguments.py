@@ -12,10 +12,11 @@ from typing import Any
 
 from trustattr.attribution.trust_side import BENCHMARK_NAMES
 
-__all__ = ["DTYPES", "LOSSES", "METHODS", "PRESETS", "PROJECTIONS", "TEST_SIDES", "ScoreArguments"]
+__all__ = ["CHECKPOINT_METHODS", "DTYPES", "LOSSES", "METHODS", "PRESETS", "PROJECTIONS", "TEST_SIDES", "ScoreArguments"]
 
 LOSSES = ("dpo", "sft", "reward")
-METHODS = ("datainf", "gradient_dot", "gradient_cosine", "tracin", "trak", "less")
+METHODS = ("datainf", "datainf_exact", "whitened_cosine", "gradient_dot", "gradient_cosine", "tracin", "trak", "less")
+CHECKPOINT_METHODS = ("tracin", "less")
 PROJECTIONS = ("factored", "outer")
 TEST_SIDES = ("target", "paper")
 DTYPES = ("float32", "bfloat16", "float64")
@@ -119,7 +120,15 @@ class ScoreArguments:
     method: str = field(default="datainf", metadata=_help(f"Attribution method: {', '.join(METHODS)}."))
     damping: float | None = field(
         default=None,
-        metadata=_help("Damping lambda for datainf/trak; default: 0.1 x mean squared gradient entry (per block)."),
+        metadata=_help(
+            "Relative damping (default 0.1): datainf lambda_l = damping x the block's mean squared gradient entry (the "
+            "paper's); datainf_exact/whitened_cosine per block and trak globally lambda = damping x the mean non-zero "
+            "eigenvalue of the curvature."
+        ),
+    )
+    normalize: bool = field(
+        default=False,
+        metadata=_help("Cosine scores in the method's metric (train and test gradient norms divided out)."),
     )
     checkpoints: str | None = field(
         default=None,
@@ -166,8 +175,13 @@ class ScoreArguments:
             raise ValueError(f"`beta` must be > 0, got {self.beta}")
         if self.damping is not None and not self.damping > 0:
             raise ValueError(f"`damping` must be > 0 or unset, got {self.damping}")
-        if self.method == "tracin" and self.checkpoints is None:
-            raise ValueError("`method` tracin needs `checkpoints` (a directory written by AttributionCallback)")
+        if self.method in CHECKPOINT_METHODS and self.checkpoints is None:
+            raise ValueError(f"`method` {self.method} needs `checkpoints` (a directory written by AttributionCallback)")
+        if self.checkpoints is not None and self.policy != "auto":
+            raise ValueError(
+                f"`checkpoints` and `policy` both name the models to score: `policy` {self.policy!r} would be ignored "
+                "for the checkpoints; give one of them"
+            )
         if self.loss == "reward" and self.policy == "auto":
             raise ValueError(
                 "`loss` reward needs `policy`: the reward model to attribute (e.g. a trustattr train rm model)"

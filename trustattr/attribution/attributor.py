@@ -131,6 +131,16 @@ class Attributor:
                 progress(len(index))
         return out if out is not None else torch.zeros(0, self.projector.dim)
 
+    def pair_losses(self, pairs: Sequence, reference: torch.Tensor | None = None) -> torch.Tensor:
+        """Per-pair losses [N] float64 (forward only)."""
+        out = torch.zeros(len(pairs), dtype=torch.float64)
+        with _EvalMode(self.model), torch.no_grad():
+            for index in length_batches(self.tokenizer, self.loss, pairs, self.batch_size):
+                ref = None if reference is None else reference[index]
+                out[index] = self.loss.losses(self.model, self.loss.encode(
+                    self.tokenizer, [pairs[i] for i in index], ref)).to(torch.float64)
+        return out
+
     def fill_store(self, store: FeatureStore, pairs: Sequence, shards: Iterable[int] | None = None,
                    reference: torch.Tensor | None = None, progress: Progress | None = None) -> list[int]:
         """Compute and write the missing shards among ``shards`` (default all); returns the shards written."""

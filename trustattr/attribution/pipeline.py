@@ -89,7 +89,7 @@ def score(args: ScoreArguments, *, progress: bool = True, log: Log = print) -> S
 
 
 def _score_all(args: ScoreArguments, workflow: Workflow, sets, out: Path, timings: dict[str, float]) -> ScoreResult:
-    method = get_method(args.method, args.damping)
+    method = get_method(args.method, args.damping, args.normalize)
     names = list(args.benchmarks)
     raw = np.zeros((len(workflow.pairs), len(names)))
     for col, name in enumerate(names):

@@ -45,9 +45,10 @@ class StateFeatures:
     train: torch.Tensor  # [N, dim]
     tests: dict[str, torch.Tensor] = field(default_factory=dict)  # benchmark -> [M, dim]
     blocks: list[int] = field(default_factory=list)
+    residual: torch.Tensor | None = None  # [N] sigma(-f) of each train pair (trak's Q), dpo/reward losses
 
     def for_benchmark(self, name: str) -> FeatureSet:
-        return FeatureSet(self.train, self.tests[name], self.weight, self.blocks)
+        return FeatureSet(self.train, self.tests[name], self.weight, self.blocks, self.residual)
 
 
 def _data_identity(pairs, **source) -> dict:
@@ -132,8 +133,10 @@ class Workflow:
                 store = self._reference_logprobs(work / "reference_logprobs" / "train", self.pairs, self.data_id,
                                                  a.shard_size, all_ranks=True)
             ref_train = torch.from_numpy(store.read_all()).to(torch.float64)
-        if self.policy is None:
+        if self.policy is None and not self.checkpoints:
             self._train_auto_policy(ref_train)
+        elif self.checkpoints:
+            self.policy_name = f"checkpoints: {a.checkpoints}"
         with self.timer("test pairs"), topo.synchronized():
             if self.test_side is None and topo.is_main:
                 self.test_side = paper_test_pairs(
@@ -219,6 +222,9 @@ class Workflow:
         if not topo.is_main:
             return StateFeatures(name, weight, torch.zeros(0))
         features = StateFeatures(name, weight, torch.from_numpy(store.read_all()), blocks=train_proj.blocks)
+        if self.method.name == "trak" and a.loss in ("dpo", "reward"):
+            with self.timer("train residuals"):
+                features.residual = self._residuals(root / "residuals", attributor, common, ref_train)
         test_attributor = Attributor(model, self.tokenizer, self.loss, modules, test_proj, a.batch_size)
         with self.timer("test features"):
             for bench, pairs in self.test_side.pairs.items():
@@ -229,6 +235,17 @@ class Workflow:
                     test_attributor.fill_store(store, pairs, None, ref_tests.get(bench), bar.update if bar else None)
                 features.tests[bench] = torch.from_numpy(store.read_all())
         return features
+
+    def _residuals(self, root: Path, attributor: Attributor, common: dict, ref_train) -> torch.Tensor:
+        """``sigma(-f_i) = 1 - exp(-loss_i)`` of every train pair (a forward pass; stored like the features)."""
+        store = self._store(root, "train_residuals", {**common, "data": self.data_id}, len(self.pairs), 1,
+                            self.args.shard_size)
+        for shard in store.missing():
+            rows = store.shard_rows(shard)
+            ref = None if ref_train is None else ref_train[rows.start : rows.stop]
+            losses = attributor.pair_losses(self.pairs[rows.start : rows.stop], ref)  # [n]
+            store.write_shard(shard, (-torch.expm1(-losses))[:, None].numpy())
+        return torch.from_numpy(store.read_all())[:, 0].to(torch.float64)
 
     def ops_info(self) -> dict[str, object]:
         return kernels.info()
