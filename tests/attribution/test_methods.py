@@ -273,3 +273,14 @@ def test_datainf_zero_block_contributes_nothing(states):
     rest = _brute_datainf(train.numpy()[:, hi:], test.numpy()[:, hi:], [b - hi for b in s.blocks()[1:]])
     assert torch.isfinite(zeroed).all() and not torch.allclose(base, zeroed)
     np.testing.assert_allclose(zeroed.numpy(), rest, rtol=1e-6)
+
+
+def test_exact_gradients_are_the_per_pair_weight_gradients(states, tokenizer):
+    from trustattr.attribution.exact import ExactGradients
+
+    s = states[0]
+    exact = ExactGradients(s.modules)
+    got = Attributor(s.model, tokenizer, s.loss, s.modules, exact, batch_size=4).features(TRAIN)
+    want = torch.cat([s.grads_train[name].flatten(1) for name in s.modules], dim=1)
+    assert got.shape == want.shape and exact.blocks[-1] == want.shape[1]
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-9, atol=1e-13 * float(want.abs().max()))
