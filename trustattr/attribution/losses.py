@@ -26,6 +26,7 @@ from trustattr.attribution.encoding import EncodedRows, encode_pairs
 __all__ = [
     "DPOLoss",
     "LossBatch",
+    "MarginLoss",
     "PairLoss",
     "RewardLoss",
     "SFTLoss",
@@ -137,6 +138,29 @@ class DPOLoss(PairLoss):
         return {**super().describe(), "beta": self.beta}
 
 
+class MarginLoss(DPOLoss):
+    """The query side of an output-function measurement: ``-beta x`` the DPO margin (no sigmoid weighting).
+
+    Its gradient is ``-beta`` times the gradient of the margin, so a raw score (the estimated change of this
+    "loss") is minus the estimated change of the margin, for every query pair alike: the pairs the model already
+    ranks right count as much as the others (the DPO loss would scale each by ``sigma(-beta m)``).
+    """
+
+    name = "dpo_margin"
+
+    def margins(self, model, batch) -> torch.Tensor:
+        """``(log pi(y_w) - log ref(y_w)) - (log pi(y_l) - log ref(y_l))`` per pair -> [P]."""
+        if batch.reference is None:
+            raise ValueError("MarginLoss needs the reference log-probs of the batch (LossBatch.reference)")
+        logps = sequence_logprobs(model, batch.rows, self.full_logits)  # [2P]
+        p = batch.num_pairs
+        ref = batch.reference.to(logps.dtype)  # [P, 2]
+        return (logps[:p] - ref[:, 0]) - (logps[p:] - ref[:, 1])
+
+    def losses(self, model, batch) -> torch.Tensor:
+        return -self.beta * self.margins(model, batch)
+
+
 class RewardLoss(PairLoss):
     name = "reward"
 
@@ -156,8 +180,10 @@ def make_loss(name: str, max_length: int, max_prompt_length: int, beta: float = 
         return SFTLoss(max_length, max_prompt_length)
     if name == "dpo":
         return DPOLoss(max_length, max_prompt_length, beta)
+    if name == "dpo_margin":
+        return MarginLoss(max_length, max_prompt_length, beta)
     if name == "reward":
         if reward_fn is None:
             raise ValueError("the reward loss needs `reward_fn` (how the reward model's scalar is read)")
         return RewardLoss(max_length, max_prompt_length, reward_fn)
-    raise ValueError(f"`loss` must be one of sft, dpo, reward; got {name!r}")
+    raise ValueError(f"`loss` must be one of sft, dpo, dpo_margin, reward; got {name!r}")
