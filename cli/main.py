@@ -45,6 +45,7 @@ from trustattr.cli import eval as eval_cli  # noqa: E402
 from trustattr.cli import report as report_cli  # noqa: E402
 from trustattr.cli import train as train_cli  # noqa: E402
 from trustattr.cli import run as run_cli  # noqa: E402
+from trustattr.cli import lds as lds_cli  # noqa: E402
 
 app.add_typer(bench.app, name="bench")
 app.command("score")(score.score)
@@ -52,6 +53,7 @@ app.command("eval")(eval_cli.eval_command)
 app.command("report")(report_cli.report_command)
 app.add_typer(train_cli.app, name="train")
 app.command("run")(run_cli.run_command)
+app.command("lds")(lds_cli.lds)
 
 
 def main() -> None:

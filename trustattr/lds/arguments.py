@@ -44,6 +44,9 @@ class LDSArguments:
     fraction: float = field(default=0.5, metadata=_help("Share of the training pairs in each subset."))
     methods: tuple[str, ...] = field(default=LDS_METHODS, metadata=_help(
         f"Methods, comma-separated (any of {', '.join(METHOD_REGISTRY)}; less needs Adam checkpoints, not run)."))
+    damping: tuple[float, ...] = field(default=(), metadata=_help(
+        "Relative dampings to sweep, comma-separated (methods with a curvature: datainf, datainf_exact, "
+        "whitened_cosine, trak); empty = each method's default (0.1)."))
     k: int = field(default=16, metadata=_help("Factored projection size per side (features: k x k per module)."))
     ensemble: int = field(default=3, metadata=_help(
         "Independently seeded full-data runs; trak is also scored as their ensemble."))
@@ -70,6 +73,14 @@ class LDSArguments:
             if name not in METHOD_REGISTRY or name == "less":
                 allowed = ", ".join(m for m in METHOD_REGISTRY if m != "less")
                 raise ValueError(f"`methods` must be among {allowed}; got {name!r}")
+        if isinstance(self.damping, str):
+            try:
+                values = tuple(float(d) for d in self.damping.split(",") if d.strip())
+            except ValueError:
+                raise ValueError(f"`damping` must be comma-separated numbers, got {self.damping!r}") from None
+            object.__setattr__(self, "damping", values)
+        if any(not d > 0 for d in self.damping):
+            raise ValueError(f"`damping` values must be > 0, got {list(self.damping)}")
         for name in ("num_train", "num_queries", "num_subsets", "k", "ensemble", "epochs", "batch_size",
                      "max_length", "max_prompt_length"):
             value = getattr(self, name)
@@ -100,4 +111,5 @@ class LDSArguments:
     def to_dict(self) -> dict[str, Any]:
         values = dataclasses.asdict(self)
         values["methods"] = list(self.methods)
+        values["damping"] = list(self.damping)
         return values

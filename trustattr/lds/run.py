@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from trustattr.attribution.methods import FeatureSet, get_method
+from trustattr.attribution.methods import METHOD_REGISTRY, FeatureSet, get_method
 from trustattr.attribution.pipeline import PhaseTimer
 from trustattr.attribution.store import write_json
 from trustattr.lds import report
@@ -122,6 +122,12 @@ def _state_copy(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {name: t.detach().clone() for name, t in model.state_dict().items()}
 
 
+def _scored(label: str, name: str, kind: str, damping: float | None, sets: list[FeatureSet]) -> tuple:
+    start = time.perf_counter()
+    matrix = get_method(name, damping).score_matrix(sets).numpy()  # [N, Q]
+    return label, name, kind, matrix, time.perf_counter() - start
+
+
 def run_lds(args: LDSArguments, log=print) -> LDSResult:
     """Run the benchmark described by ``args``; writes lds.json, lds.md and lds.png to ``args.out``."""
     out = Path(args.out).expanduser()
@@ -156,17 +162,16 @@ def run_lds(args: LDSArguments, log=print) -> LDSResult:
     with timer("scores"):
         for kind in kinds:
             for name in args.methods:
-                start = time.perf_counter()
-                feature_sets = tracin_sets[kind] if name == "tracin" else sets[kind][:1]
-                matrix = get_method(name).score_matrix(feature_sets).numpy()
-                scored.append((name, name, kind, matrix, time.perf_counter() - start))
-                if name == "trak" and args.ensemble > 1:
-                    start = time.perf_counter()
-                    ensemble = [FeatureSet(s.train, s.test, 1.0 / args.ensemble, s.blocks, s.train_residual)
-                                for s in sets[kind]]
-                    matrix = get_method("trak").score_matrix(ensemble).numpy()
-                    scored.append((f"trak (ensemble of {args.ensemble})", "trak", kind, matrix,
-                                   time.perf_counter() - start))
+                sweep = args.damping if args.damping and METHOD_REGISTRY[name].default_damping is not None else (None,)
+                for damping in sweep:
+                    label = name if damping is None else f"{name} (damping {damping:g})"
+                    feature_sets = tracin_sets[kind] if name == "tracin" else sets[kind][:1]
+                    scored.append(_scored(label, name, kind, damping, feature_sets))
+                    if name == "trak" and args.ensemble > 1:
+                        ensemble = [FeatureSet(s.train, s.test, 1.0 / args.ensemble, s.blocks, s.train_residual)
+                                    for s in sets[kind]]
+                        label = f"trak (ensemble of {args.ensemble})" + label[len("trak"):]
+                        scored.append(_scored(label, name, kind, damping, ensemble))
     with timer("retrains"):
         subsets = draw_subsets(len(workload.train_pairs), args.num_subsets, args.fraction, args.seed)
         measured = _retrains(workload, train, queries, subsets, out / "work" / "retrains", log)
