@@ -56,3 +56,16 @@ def test_cli_refuses_bad_arguments_with_one_line():
     assert result.exit_code == 1 and "`fraction` must be in (0, 1), got 1.5" in result.output
     result = CliRunner().invoke(app, ["lds", "--methods", "gradient_dot,less"])
     assert result.exit_code == 1 and "`methods` must be among" in result.output
+
+
+def test_custom_workload_trains_lora_on_shipped_pairs_and_measures_trust_queries(tmp_path):
+    args = LDSArguments.from_preset("custom", model="tiny", train_data="hh", queries="trust", num_train=8,
+                                    num_queries=5, num_subsets=8, ensemble=1, epochs=1, last_k_blocks=1, k=4,
+                                    max_length=48, max_prompt_length=24, methods="gradient_dot", exact=False,
+                                    out=str(tmp_path))
+    result = run_lds(args, log=lambda m: None)
+    payload = json.loads((tmp_path / "lds.json").read_text())
+    assert payload["workload"]["num_train"] == 8 and payload["workload"]["num_queries"] == 5
+    assert "lora-last-1" in payload["workload"]["start"]  # LoRA on the last block, the base never trained
+    assert result.measured.shape == (8, 5) and np.isfinite(result.measured).all()
+    assert result.measured.std(0).max() > 0
