@@ -143,3 +143,25 @@ def test_other_losses_end_to_end(tmp_path, loss):
     assert np.all(np.abs(scores["raw"]) <= 1.0) and np.abs(scores["raw"]).max() > 0  # cosines
     summary = json.loads((out / "summary.json").read_text())
     assert summary["arguments"]["loss"] == loss and summary["feature_dim"] == len(summary["modules"]) * 8 * 8
+
+
+def test_trak_uses_the_train_pairs_residuals(tmp_path):
+    from trustattr.attribution.methods import FeatureSet, get_method
+
+    def read(store):
+        return torch.from_numpy(np.concatenate([np.load(p) for p in sorted(store.glob("shard-*.npy"))])).double()
+
+    out = tmp_path / "out"
+    result = _invoke("--preset", "tiny", "--limit", "8", "--test-limit", "3", "--benchmarks", "ethics",
+                     "--method", "trak", "--out", out)
+    assert result.exit_code == 0, result.output
+    final = out / "work" / "features" / "final"
+    train, test, residual = read(final / "train"), read(final / "test-ethics"), read(final / "residuals")[:, 0]
+    assert ((residual > 0) & (residual < 1)).all()  # sigma(-beta m) of each train pair
+    summary = json.loads((out / "summary.json").read_text())
+    blocks = [i * 64 for i in range(len(summary["modules"]) + 1)]
+    raw = np.load(out / "scores.npz")["raw"][:, 0]
+    want = get_method("trak").scores([FeatureSet(train, test, 1.0, blocks, residual)]).numpy()
+    np.testing.assert_allclose(raw, want, rtol=1e-6)
+    unweighted = get_method("trak").scores([FeatureSet(train, test, 1.0, blocks)]).numpy()
+    assert not np.allclose(raw, unweighted, rtol=1e-3)
