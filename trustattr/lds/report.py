@@ -75,7 +75,7 @@ def _plot(path: Path, rows: list[dict], name: str) -> None:
     ax.barh(labels, np.nan_to_num(values), xerr=errors, color=colors, capsize=3)
     ax.axvline(0, color="black", linewidth=0.8)
     ax.set_xlabel("LDS (Spearman, mean over queries; 95% CI)")
-    ax.set_title(f"trustattr lds — {name} (blue: projected, orange: exact gradients)")
+    ax.set_title(f"trustattr lds — {name}\nblue: projected features, orange: exact gradients", fontsize=10)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=120, format="png")
