@@ -51,9 +51,10 @@ class RunArguments:
             raise ValueError(f"eval_limit: expected an integer >= 1 or None, got {self.eval_limit}")
         if self.model is not None and not self.model:
             raise ValueError("model: expected a model name or path, got ''")
-        from trustattr.attribution.arguments import METHODS
+        from trustattr.attribution.arguments import CHECKPOINT_METHODS, METHODS
 
-        run_methods = tuple(m for m in METHODS if m != "tracin")  # tracin needs callback checkpoints: trustattr score
+        # tracin/less need callback checkpoints: score those with trustattr score --checkpoints
+        run_methods = tuple(m for m in METHODS if m not in CHECKPOINT_METHODS)
         if self.method not in run_methods:
             raise ValueError(f"method: expected one of {', '.join(run_methods)}, got {self.method!r}")
 
