@@ -76,7 +76,7 @@ def _brute_datainf(train, test, blocks):
     return scores
 
 
-def _relative_lambda(gram_over_n, damping=0.1):
+def _relative_lambda(gram_over_n, damping=1.0):  # the default of the exact inverses
     eig = np.linalg.eigvalsh(gram_over_n)
     nonzero = eig[eig > eig.max() * len(eig) * np.finfo(float).eps]
     return damping * nonzero.mean()
@@ -93,7 +93,7 @@ def _brute_trak(train, test, residual):
 
 
 def _brute_block_inverse(train, test, blocks, cosine):
-    """Exact damped block inverse, lam_l = 0.1 x the block's mean non-zero eigenvalue; optionally its cosine."""
+    """Exact damped block inverse, lam_l = 1.0 x the block's mean non-zero eigenvalue; optionally its cosine."""
     dots = np.zeros((train.shape[0], test.shape[0]))
     g_norm = np.zeros(train.shape[0])
     t_norm = np.zeros(test.shape[0])
