@@ -55,13 +55,18 @@ def pair_rows(tokenizer, pair, max_length=48, max_prompt_length=24):
     return out
 
 
-def per_pair_gradients(model, tokenizer, pairs, names, loss, beta=0.1, ref=None, **enc):
-    """{name: [P, d_out, d_in]} per-pair weight gradients of the loss (torch.func.grad, one pair at a time)."""
-    params = {n: p.detach() for n, p in model.named_parameters()}
+def per_pair_gradients(model, tokenizer, pairs, names, loss, beta=0.1, ref=None, untie=False, **enc):
+    """{name: [P, d_out, d_in]} per-pair weight gradients of the loss (torch.func.grad, one pair at a time).
+
+    ``untie``: tied weights (lm_head / embed_tokens) are substituted per module, so a tied module's gradient is
+    that of its own use only (the output-layer part of a tied head).
+    """
+    params = {n: p.detach() for n, p in model.named_parameters(remove_duplicate=not untie)}
     wanted = [f"{n}.weight" for n in names]
 
     def row_lp(p, ids, mask, resp):
-        logits = functional_call(model, p, args=(), kwargs={"input_ids": ids, "attention_mask": mask}).logits[0]
+        logits = functional_call(model, p, args=(), kwargs={"input_ids": ids, "attention_mask": mask},
+                                 tie_weights=not untie).logits[0]
         return row_logprob(logits, ids[0], resp[0])
 
     out = {n: [] for n in names}

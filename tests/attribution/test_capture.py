@@ -98,3 +98,34 @@ def test_batch_size_float64_is_exact_to_roundoff(tokenizer, model64):
     one = Attributor(model64, tokenizer, loss, modules, projector, batch_size=1).features(pairs)
     eight = Attributor(model64, tokenizer, loss, modules, projector, batch_size=8).features(pairs)
     torch.testing.assert_close(eight, one, rtol=1e-11, atol=1e-14)
+
+
+@pytest.mark.parametrize("kind", ["factored", "exact"])
+def test_tracked_output_layer_matches_torch_func_float64(tokenizer, model64, kind):
+    """lm_head (tied to the embeddings in the tiny model): features == the output-use part of its gradient."""
+    from trustattr.attribution.exact import ExactGradients
+
+    pairs = oracles.PAIRS[:3]
+    modules = select_modules(model64, r"lm_head", last_k_blocks=0)
+    assert list(modules) == ["lm_head"]
+    ref = _reference(tokenizer, pairs)
+    projector = Projector(modules, "factored", K, seed=2) if kind == "factored" else ExactGradients(modules)
+    with pytest.warns(UserWarning, match="tied"):
+        attributor = Attributor(model64, tokenizer, make_loss("dpo", **ENC), modules, projector, batch_size=3)
+    got = attributor.features(pairs, ref)
+    grads = oracles.per_pair_gradients(model64, tokenizer, pairs, ["lm_head"], "dpo", 0.1, ref, untie=True, **ENC)
+    if kind == "factored":
+        want = oracles.project_factored_oracle(grads["lm_head"], K, projector.layout[0].seed)
+    else:
+        want = grads["lm_head"].flatten(1)
+    assert want.abs().max() > 1e-3
+    torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-12)
+
+
+def test_projector_refuses_misaligned_positions():
+    from trustattr.attribution.capture import CaptureError
+
+    projector = Projector({"lin": torch.nn.Linear(3, 2)}, "factored", 2, seed=0)
+    projector.start(torch.ones(2, 5), None, 2, torch.float32)
+    with pytest.raises(CaptureError, match="positions"):
+        projector.sink(0, torch.randn(2, 4, 3), torch.randn(2, 4, 2))

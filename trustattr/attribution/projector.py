@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from trustattr.attribution import kernels
+from trustattr.attribution.capture import CaptureError
 
 __all__ = ["ModuleLayout", "Projector"]
 
@@ -81,11 +82,21 @@ class Projector:
         out_dtype = torch.float64 if dtype == torch.float64 else torch.float32
         self._out = torch.zeros(num_segments, self.dim, dtype=out_dtype)
 
+    def masked_input(self, index: int, a: torch.Tensor) -> torch.Tensor:
+        """``a`` [R, T, d_in] with padding positions zeroed by the batch's [R, T] token mask."""
+        assert self._mask is not None, "Projector used outside start/finish"
+        if a.shape[:2] != self._mask.shape:
+            raise CaptureError(
+                f"tracked module '{self.layout[index].name}' ran on {tuple(a.shape[:2])} positions but the batch's "
+                f"token mask is {tuple(self._mask.shape)}: every tracked module must see all [rows, tokens] positions"
+            )
+        return a * self._mask[..., None].to(a.dtype)
+
     def sink(self, index: int, a: torch.Tensor, g: torch.Tensor) -> None:
         """Capture callback: project module ``index``'s (a [R,T,d_in], g [R,T,d_out]) into the batch features."""
         assert self._out is not None and self._mask is not None, "Projector.sink called outside start/finish"
         m = self.layout[index]
-        a = a * self._mask[..., None].to(a.dtype)  # [R, T, d_in], pads -> 0
+        a = self.masked_input(index, a)  # [R, T, d_in], pads -> 0
         a, g = a.contiguous(), g.contiguous()
         if self.kind == "factored":
             feats = kernels.project_factored(a, g, self.k, self.k, m.seed, **self._op_segments)
