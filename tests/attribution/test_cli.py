@@ -143,3 +143,37 @@ def test_other_losses_end_to_end(tmp_path, loss):
     assert np.all(np.abs(scores["raw"]) <= 1.0) and np.abs(scores["raw"]).max() > 0  # cosines
     summary = json.loads((out / "summary.json").read_text())
     assert summary["arguments"]["loss"] == loss and summary["feature_dim"] == len(summary["modules"]) * 8 * 8
+
+
+@pytest.mark.parametrize("out_exists", [False, True])
+def test_unexpected_error_is_a_trustattr_error_and_leaves_nothing(tmp_path, monkeypatch, out_exists):
+    """An injected crash inside the train-feature pass: a ScoringError naming the phase, the original as its
+    cause, and nothing the run created left behind (what was in an existing --out is kept)."""
+    out = tmp_path / "out"
+    if out_exists:
+        out.mkdir()
+        (out / "mine.txt").write_text("kept")
+
+    def crash(self, batch):
+        raise RuntimeError("The size of tensor a (61) must match the size of tensor b (62)")
+
+    monkeypatch.setattr(Attributor, "batch_features", crash)
+    args = ScoreArguments.from_preset("tiny", limit=4, test_limit=2, benchmarks="ethics", out=str(out))
+    with pytest.raises(pipeline.ScoringError, match="'train features' phase.*RuntimeError.*61") as info:
+        pipeline.score(args, progress=False, log=lambda message: None)
+    assert isinstance(info.value.__cause__, RuntimeError)
+    if out_exists:
+        assert sorted(p.name for p in out.iterdir()) == ["mine.txt"]
+    else:
+        assert not out.exists()
+    result = _invoke(*SMALL, "--out", out)  # the CLI prints it as one line
+    assert result.exit_code == 1 and result.stderr.strip().splitlines()[-1].startswith("Error: scoring failed")
+
+
+def test_tracked_output_layer_end_to_end(tmp_path):
+    out = tmp_path / "out"
+    result = _invoke(*SMALL, "--out", out, "--modules", "lm_head", "--last-k-blocks", "0")
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["modules"] == ["lm_head"] and summary["feature_dim"] == 8 * 8
+    assert np.isfinite(np.load(out / "scores.npz")["raw"]).all()
