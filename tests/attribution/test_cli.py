@@ -177,3 +177,18 @@ def test_tracked_output_layer_end_to_end(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["modules"] == ["lm_head"] and summary["feature_dim"] == 8 * 8
     assert np.isfinite(np.load(out / "scores.npz")["raw"]).all()
+
+
+@pytest.mark.parametrize("method", ["datainf", "whitened_cosine"])
+def test_block_methods_on_outer_projection_warn_one_block(tmp_path, method):
+    args = ScoreArguments.from_preset("tiny", limit=4, test_limit=2, benchmarks="ethics", projection="outer", k=32,
+                                      method=method, out=str(tmp_path / "out"))
+    with pytest.warns(UserWarning, match=f"{method} with --projection outer.*ONE block"):
+        result = pipeline.score(args, progress=False, log=lambda message: None)
+    assert any("ONE block" in note for note in result.summary["notes"])
+    assert any("ONE block" in note for note in json.loads((tmp_path / "out" / "summary.json").read_text())["notes"])
+
+
+def test_factored_projection_has_no_one_block_note(tiny_run):
+    out, _, _ = tiny_run
+    assert json.loads((out / "summary.json").read_text())["notes"] == []

@@ -111,7 +111,8 @@ class ScoreArguments:
         default="factored",
         metadata=_help(
             "'factored': each module's gradient sketched to k x k features (LoGra style, per-layer blocks); "
-            "'outer': the whole gradient sketched to k features by one global projection."
+            "'outer': the whole gradient sketched to k features by one global projection (one block: "
+            "datainf, datainf_exact and whitened_cosine then fit one curvature over all modules, with a warning)."
         ),
     )
     k: int = field(default=16, metadata=_help("Projection size (per side for factored, total for outer)."))

@@ -159,6 +159,7 @@ def _summary(args, workflow, names, raw, trust_normalized, directions, timings) 
         "modules": workflow.module_names,
         "feature_dim": workflow.feature_dim,
         "states": workflow.state_names,
+        "notes": workflow.notes,
         "ops": workflow.ops_info(),
         "benchmarks": per_benchmark,
         "timings_s": {k: round(v, 2) for k, v in timings.items()},
