@@ -89,8 +89,13 @@ def per_pair_gradients(model, tokenizer, pairs, names, loss, beta=0.1, ref=None,
 
 
 def project_factored_oracle(grads: torch.Tensor, k: int, seed: int) -> torch.Tensor:
-    """vec(R_out^T G R_in) per row: grads [P, d_out, d_in] -> [P, k*k] float64."""
+    """vec(R_out^T G R_in) per row: grads [P, d_out, d_in] -> [P, min(k, d_out) * min(k, d_in)] float64, a side
+    with k >= d kept exact (R = identity), as the factored Projector caps it."""
     d_out, d_in = grads.shape[1:]
-    r_in = reference.random_matrix(d_in, k, kernels.derive_seed(seed, 0), dtype=torch.float64)
-    r_out = reference.random_matrix(d_out, k, kernels.derive_seed(seed, 1), dtype=torch.float64)
-    return (r_out.T @ grads @ r_in).flatten(1)
+
+    def side(d, stream):
+        if k >= d:
+            return torch.eye(d, dtype=torch.float64)
+        return reference.random_matrix(d, k, kernels.derive_seed(seed, stream), dtype=torch.float64)
+
+    return (side(d_out, 1).T @ grads @ side(d_in, 0)).flatten(1)

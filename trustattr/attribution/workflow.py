@@ -219,7 +219,8 @@ class Workflow:
             projector = Projector(modules, a.projection, a.k, a.seed)
             return projector, projector
         state, hyper = adam
-        k = a.k * a.k * len(modules) if a.projection == "factored" else a.k  # less: global, same size as factored
+        # less: one global projection, as many features as the factored projection would give (capped per side)
+        k = Projector(modules, "factored", a.k, a.seed).dim if a.projection == "factored" else a.k
         train = AdamProjector(modules, k, a.seed, state, tuple(hyper["betas"]), float(hyper["eps"]))
         return train, Projector(modules, "outer", k, a.seed)
 
