@@ -100,24 +100,37 @@ def test_batch_size_float64_is_exact_to_roundoff(tokenizer, model64):
     torch.testing.assert_close(eight, one, rtol=1e-11, atol=1e-14)
 
 
-@pytest.mark.parametrize("kind", ["factored", "exact"])
+@pytest.mark.parametrize("kind", ["factored", "exact", "adam"])
 def test_tracked_output_layer_matches_torch_func_float64(tokenizer, model64, kind):
-    """lm_head (tied to the embeddings in the tiny model): features == the output-use part of its gradient."""
+    """lm_head (tied to the embeddings in the tiny model): features == the output-use part of its gradient
+    (factored sketch, exact gradients, and less's Adam-preconditioned global sketch from zero moments)."""
+    from trustattr import reference
     from trustattr.attribution.exact import ExactGradients
+    from trustattr.attribution.preconditioning import AdamProjector
 
     pairs = oracles.PAIRS[:3]
     modules = select_modules(model64, r"lm_head", last_k_blocks=0)
     assert list(modules) == ["lm_head"]
     ref = _reference(tokenizer, pairs)
-    projector = Projector(modules, "factored", K, seed=2) if kind == "factored" else ExactGradients(modules)
+    weight = modules["lm_head"].weight
+    projector = {
+        "factored": lambda: Projector(modules, "factored", K, seed=2),
+        "exact": lambda: ExactGradients(modules),
+        "adam": lambda: AdamProjector(modules, 40, 2, {"lm_head.weight": (torch.zeros_like(weight),
+                                                                          torch.zeros_like(weight))},
+                                      (0.9, 0.999), 1e-8),
+    }[kind]()
     with pytest.warns(UserWarning, match="tied"):
         attributor = Attributor(model64, tokenizer, make_loss("dpo", **ENC), modules, projector, batch_size=3)
     got = attributor.features(pairs, ref)
     grads = oracles.per_pair_gradients(model64, tokenizer, pairs, ["lm_head"], "dpo", 0.1, ref, untie=True, **ENC)
     if kind == "factored":
         want = oracles.project_factored_oracle(grads["lm_head"], K, projector.layout[0].seed)
-    else:
+    elif kind == "exact":
         want = grads["lm_head"].flatten(1)
+    else:
+        flat = grads["lm_head"].flatten(1)
+        want = reference.project(0.1 * flat / torch.sqrt(0.001 * flat.square() + 1e-8), 40, 2)
     assert want.abs().max() > 1e-3
     torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-12)
 
