@@ -27,7 +27,9 @@ from transformers import (
 from trustattr.errors import ModelNotFoundError
 from trustattr.paths import ASSETS_DIR, atomic_path, cache_dir
 
-__all__ = ["PRESETS", "load_model", "load_tokenizer", "resolve_model_path", "smol_checkpoint", "tiny_model"]
+__all__ = [
+    "PRESETS", "load_model", "load_model_only", "load_tokenizer", "resolve_model_path", "smol_checkpoint", "tiny_model",
+]
 
 PRESETS = ("tiny", "smol")
 SMOL_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -43,8 +45,9 @@ def load_tokenizer(name_or_path: str = "smol") -> PreTrainedTokenizerBase:
         source = resolve_model_path(name_or_path)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
-    except OSError as exc:
-        raise ModelNotFoundError(f"tokenizer of model '{name_or_path}' could not be loaded: {exc}") from exc
+    except (OSError, ValueError) as exc:  # ValueError: a directory without tokenizer files
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ModelNotFoundError(f"tokenizer of model '{name_or_path}' could not be loaded: {first}") from exc
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
@@ -121,8 +124,13 @@ def load_model(
     name_or_path: str = "smol", dtype: torch.dtype = torch.float32, seed: int = 0
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """(model in eval mode, tokenizer) for ``tiny``, ``smol``, a local checkpoint or a hub name."""
+    return load_model_only(name_or_path, dtype, seed), load_tokenizer(name_or_path)
+
+
+def load_model_only(name_or_path: str = "smol", dtype: torch.dtype = torch.float32, seed: int = 0) -> PreTrainedModel:
+    """The model of :func:`load_model` without its tokenizer (a checkpoint directory need not hold one)."""
     if name_or_path == "tiny":
-        return tiny_model(seed).to(dtype), load_tokenizer("tiny")
+        return tiny_model(seed).to(dtype)
     source = resolve_model_path(name_or_path)
     try:
         model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
@@ -131,4 +139,4 @@ def load_model(
             f"model '{name_or_path}' is not a preset ({', '.join(PRESETS)}), not a local checkpoint, "
             f"and could not be loaded from the hub: {exc}"
         ) from exc
-    return model.eval(), load_tokenizer(name_or_path)
+    return model.eval()

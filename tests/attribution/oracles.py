@@ -55,13 +55,18 @@ def pair_rows(tokenizer, pair, max_length=48, max_prompt_length=24):
     return out
 
 
-def per_pair_gradients(model, tokenizer, pairs, names, loss, beta=0.1, ref=None, **enc):
-    """{name: [P, d_out, d_in]} per-pair weight gradients of the loss (torch.func.grad, one pair at a time)."""
-    params = {n: p.detach() for n, p in model.named_parameters()}
+def per_pair_gradients(model, tokenizer, pairs, names, loss, beta=0.1, ref=None, untie=False, **enc):
+    """{name: [P, d_out, d_in]} per-pair weight gradients of the loss (torch.func.grad, one pair at a time).
+
+    ``untie``: tied weights (lm_head / embed_tokens) are substituted per module, so a tied module's gradient is
+    that of its own use only (the output-layer part of a tied head).
+    """
+    params = {n: p.detach() for n, p in model.named_parameters(remove_duplicate=not untie)}
     wanted = [f"{n}.weight" for n in names]
 
     def row_lp(p, ids, mask, resp):
-        logits = functional_call(model, p, args=(), kwargs={"input_ids": ids, "attention_mask": mask}).logits[0]
+        logits = functional_call(model, p, args=(), kwargs={"input_ids": ids, "attention_mask": mask},
+                                 tie_weights=not untie).logits[0]
         return row_logprob(logits, ids[0], resp[0])
 
     out = {n: [] for n in names}
@@ -84,8 +89,13 @@ def per_pair_gradients(model, tokenizer, pairs, names, loss, beta=0.1, ref=None,
 
 
 def project_factored_oracle(grads: torch.Tensor, k: int, seed: int) -> torch.Tensor:
-    """vec(R_out^T G R_in) per row: grads [P, d_out, d_in] -> [P, k*k] float64."""
+    """vec(R_out^T G R_in) per row: grads [P, d_out, d_in] -> [P, min(k, d_out) * min(k, d_in)] float64, a side
+    with k >= d kept exact (R = identity), as the factored Projector caps it."""
     d_out, d_in = grads.shape[1:]
-    r_in = reference.random_matrix(d_in, k, kernels.derive_seed(seed, 0), dtype=torch.float64)
-    r_out = reference.random_matrix(d_out, k, kernels.derive_seed(seed, 1), dtype=torch.float64)
-    return (r_out.T @ grads @ r_in).flatten(1)
+
+    def side(d, stream):
+        if k >= d:
+            return torch.eye(d, dtype=torch.float64)
+        return reference.random_matrix(d, k, kernels.derive_seed(seed, stream), dtype=torch.float64)
+
+    return (side(d_out, 1).T @ grads @ side(d_in, 0)).flatten(1)

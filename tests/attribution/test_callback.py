@@ -115,3 +115,29 @@ def test_engine_over_callback_checkpoints(trained, tmp_path, method):
     else:  # a learning-rate weighted mean of cosines: bounded by the summed rates, and not all zero
         bound = sum(ckpt.learning_rate for ckpt in checkpoints)
         assert np.abs(result.raw).max() > 0 and np.all(np.abs(result.raw) <= bound * (1 + 1e-6))
+
+
+def test_full_model_checkpoints_carry_their_tokenizer_and_are_scored(tmp_path):
+    """A full (non-PEFT) model trained with the callback, as `trustattr train --attribution-every N` does: each
+    checkpoint's model directory holds the tokenizer, and scoring the checkpoint directory works end to end."""
+    from trustattr.models import load_tokenizer as load_saved_tokenizer
+
+    tokenizer = load_tokenizer("tiny")
+    pairs = load_preference_pairs("hh", limit=4, seed=0)
+    torch.manual_seed(0)
+    model = tiny_model()
+    args = TrainingArguments(str(tmp_path / "trainer"), max_steps=2, per_device_train_batch_size=2,
+                             learning_rate=1e-3, report_to=[], use_cpu=True, save_strategy="no",
+                             logging_strategy="no", seed=0, disable_tqdm=True)
+    callback = AttributionCallback(tmp_path / "ckpts", every_n_steps=1, tokenizer=tokenizer, loss="dpo")
+    Trainer(model=model, args=args, train_dataset=_LMData(tokenizer, pairs), callbacks=[callback]).train()
+    checkpoints = list_checkpoints(tmp_path / "ckpts")
+    assert [c.step for c in checkpoints] == [1, 2] and checkpoints[0].meta["model_kind"] == "full"
+    saved = load_saved_tokenizer(str(checkpoints[0].model_path))
+    assert saved("Hello there").input_ids == tokenizer("Hello there").input_ids
+    out = tmp_path / "out"
+    result = score(ScoreArguments(reference="tiny", limit=4, benchmarks=("ethics",), test_limit=2, method="tracin",
+                                  checkpoints=str(tmp_path / "ckpts"), out=str(out), batch_size=4, shard_size=4,
+                                  **ENC, last_k_blocks=1, k=4), progress=False, log=lambda m: None)
+    assert result.summary["states"] == ["checkpoint-1", "checkpoint-2"]
+    assert np.isfinite(result.raw).all() and np.abs(result.raw).max() > 0

@@ -101,5 +101,13 @@ def test_train_dpo_with_attribution_checkpoints(tmp_path):
     saved = sorted(p.name for p in (out / "attribution").glob("checkpoint-*"))
     assert saved == ["checkpoint-1", "checkpoint-2"]
     assert (out / "attribution" / "callback.json").exists()
+    assert list((out / "attribution" / "checkpoint-1" / "model").glob("tokenizer*"))  # saved with the model
+    from trustattr.attribution import ScoreArguments, score
+
+    scored = score(ScoreArguments(reference="tiny", limit=4, benchmarks=("ethics",), test_limit=2, method="tracin",
+                                  checkpoints=str(out / "attribution"), out=str(tmp_path / "score"), max_length=40,
+                                  max_prompt_length=24, last_k_blocks=1, k=4, batch_size=4, shard_size=4),
+                   progress=False, log=lambda message: None)
+    assert scored.summary["states"] == ["checkpoint-1", "checkpoint-2"] and abs(scored.raw).max() > 0
     rejected = runner.invoke(app, ["train", "rm", "--out", str(tmp_path / "rm"), "--attribution-every", "1"])
     assert rejected.exit_code != 0  # the rm command has no such option

@@ -111,10 +111,13 @@ class ScoreArguments:
         default="factored",
         metadata=_help(
             "'factored': each module's gradient sketched to k x k features (LoGra style, per-layer blocks); "
-            "'outer': the whole gradient sketched to k features by one global projection."
+            "'outer': the whole gradient sketched to k features by one global projection (one block: "
+            "datainf, datainf_exact and whitened_cosine then fit one curvature over all modules, with a warning)."
         ),
     )
-    k: int = field(default=16, metadata=_help("Projection size (per side for factored, total for outer)."))
+    k: int = field(default=16, metadata=_help(
+        "Projection size (per side for factored, total for outer). A factored side is capped at the module's own "
+        "size (min(k, d); a LoRA factor's rank side at r) and kept exact there."))
     seed: int = field(default=0, metadata=_help("Seed of the random projections and of the data subsamples."))
     # ------------------------------------------------------------------ method
     method: str = field(default="datainf_exact", metadata=_help(
@@ -135,7 +138,7 @@ class ScoreArguments:
         default=None,
         metadata=_help(
             "tracin/less: directory of checkpoints saved by AttributionCallback (each with its learning rate; less "
-            "also needs their Adam moments). less uses one global projection of k*k features per tracked module."
+            "also needs their Adam moments). less uses one global projection with as many features as factored gives."
         ),
     )
     # --------------------------------------------------------------- execution

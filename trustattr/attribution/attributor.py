@@ -9,6 +9,7 @@ contributes nothing, and each pair's loss is its own.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
@@ -22,7 +23,13 @@ from trustattr.attribution.projector import Projector
 from trustattr.attribution.store import FeatureStore
 from trustattr.errors import TrustAttrError
 
-__all__ = ["Attributor", "NonFiniteLossError", "reference_logprobs"]
+__all__ = ["Attributor", "NonFiniteLossError", "TIED_HEAD_NOTE", "reference_logprobs", "tracked_tied_head"]
+
+TIED_HEAD_NOTE = (
+    "the tracked output layer '{name}' shares its weight with the input embeddings (tied): its features are the "
+    "gradient of the output use only (the logits), not of the shared weight, whose gradient also has the "
+    "embedding-lookup part"
+)
 
 Progress = Callable[[int], None]  # called with the number of pairs just finished
 
@@ -83,6 +90,17 @@ def reference_logprobs(
     return out
 
 
+def tracked_tied_head(model: nn.Module, modules: dict[str, nn.Module]) -> str | None:
+    """Name of the tracked output layer when its weight is tied to the input embeddings, else None."""
+    lm = causal_lm(model)
+    if not (hasattr(lm, "get_output_embeddings") and hasattr(lm, "get_input_embeddings")):
+        return None
+    head, embed = lm.get_output_embeddings(), lm.get_input_embeddings()
+    if head is None or embed is None or getattr(head, "weight", None) is not getattr(embed, "weight", None):
+        return None
+    return next((name for name, m in modules.items() if m is head), None)
+
+
 class Attributor:
     """Per-pair projected gradients of ``loss`` w.r.t. the tracked ``modules`` of ``model``."""
 
@@ -101,6 +119,9 @@ class Attributor:
         self.modules, self.projector, self.batch_size = modules, projector, batch_size
         head = causal_lm(model).get_output_embeddings() if hasattr(causal_lm(model), "get_output_embeddings") else None
         loss.full_logits = head is not None and any(m is head for m in modules.values())
+        tied = tracked_tied_head(model, modules)
+        if tied is not None:
+            warnings.warn(TIED_HEAD_NOTE.format(name=tied), UserWarning, stacklevel=2)
         self.dtype = next(model.parameters()).dtype
 
     def batch_features(self, batch: LossBatch) -> torch.Tensor:

@@ -4,7 +4,8 @@ Layout of a checkpoint directory ``ROOT/checkpoint-<step>/``::
 
     attribution.json             {"step", "epoch", "learning_rate", "model_kind": "full"|"adapter",
                                   "optimizer_state": bool, "adam": {"betas": [b1, b2], "eps": e}, "features": {...}}
-    model/                       save_pretrained() of the trainer's model (a PEFT adapter or a full model)
+    model/                       save_pretrained() of the trainer's model (a PEFT adapter or a full model) and
+                                 of its tokenizer
     optimizer_state.safetensors  optional: "<param name>.exp_avg" / ".exp_avg_sq" of the tracked weights
     features/<set>.npy, features/<set>.json   optional projected features (ids + projection arguments)
 

@@ -42,7 +42,7 @@ class ExactGradients(Projector):
         assert self._out is not None and self._mask is not None, "ExactGradients.sink called outside start/finish"
         m = self.layout[index]
         acc = self._out.dtype
-        a = (a * self._mask[..., None].to(a.dtype)).to(acc)  # [R, T, d_in], pads -> 0
+        a = self.masked_input(index, a).to(acc)  # [R, T, d_in], pads -> 0
         grads = torch.bmm(g.to(acc).transpose(1, 2), a).flatten(1)  # [R, d_out * d_in]
         if self._segments is not None:
             grads = kernels.segment_sum(grads, self._segments, self._num)  # [P, d_out * d_in]

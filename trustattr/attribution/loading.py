@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from trustattr.errors import ModelNotFoundError
-from trustattr.models import load_model, load_tokenizer
+from trustattr.models import load_model_only, load_tokenizer
 
 __all__ = ["DTYPE_BY_NAME", "fingerprint", "load_causal_lm", "load_reward_model", "load_tokenizer"]
 
@@ -35,10 +35,9 @@ def load_causal_lm(name_or_path: str, dtype: torch.dtype = torch.float32, base: 
     if (path / "adapter_config.json").exists():
         from peft import PeftModel
 
-        model, _ = load_model(base or _adapter_base(path), dtype=dtype)
+        model = load_model_only(base or _adapter_base(path), dtype=dtype)
         return PeftModel.from_pretrained(model, str(path)).eval()
-    model, _ = load_model(name_or_path, dtype=dtype)
-    return model.eval()
+    return load_model_only(name_or_path, dtype=dtype).eval()
 
 
 def fingerprint(model: nn.Module) -> str:

@@ -60,7 +60,9 @@ def sequence_logprobs(model: nn.Module, rows: EncodedRows, full_logits: bool = F
 
     The output layer runs only on the positions that predict a response token (``full_logits=False``), so
     the 49k-wide logits are never built for prompt or padding positions. ``full_logits=True`` runs it on
-    every position with the batch shape kept ([R, T-1, V]), which a tracked output layer needs.
+    every position with the batch shape kept ([R, T, V]), which a tracked output layer needs: its captured
+    input and output gradient then have the [R, T] layout of the token mask like every other module (the last
+    position predicts no token, so its output gradient is zero).
     """
     lm = causal_lm(model)
     hidden = lm.get_decoder()(input_ids=rows.input_ids, attention_mask=rows.attention_mask).last_hidden_state
@@ -69,7 +71,7 @@ def sequence_logprobs(model: nn.Module, rows: EncodedRows, full_logits: bool = F
     predicts = rows.response_mask[:, 1:]  # [R, T-1] position t predicts response token t+1
     acc = torch.float64 if hidden.dtype == torch.float64 else torch.float32
     if full_logits:
-        logp = F.log_softmax(head(hidden[:, :-1]).to(acc), dim=-1)  # [R, T-1, V]
+        logp = F.log_softmax(head(hidden).to(acc)[:, :-1], dim=-1)  # [R, T-1, V] of the head's [R, T, V]
         token = logp.gather(-1, targets[..., None])[..., 0]  # [R, T-1]
         return (token * predicts).sum(1)
     logits = head(hidden[:, :-1][predicts]).to(acc)  # [M, V]

@@ -4,8 +4,10 @@ Phases (each timed; ``summary.json`` and the console show where the time went):
     data -> models -> reference log-probs (dpo) -> policy (``auto``: LoRA-DPO) -> test pairs ->
     train features (store shards, split across ranks) -> test features -> scores -> outputs
 Outputs in ``out``: scores.npz, summary.json, report.md, score_distributions.png; intermediate stores under
-``out/work/`` make a rerun with the same arguments resume. Inputs are validated before ``out`` is created, and
-if the run fails with a user error (e.g. NaN losses) an ``out`` it created is removed again.
+``out/work/`` make a rerun with the same arguments resume. Inputs are validated before ``out`` is created. If
+the run fails, whatever it created in ``out`` is removed again (all of ``out`` if it did not exist before; what
+was there, e.g. the stores of an earlier run, is kept): a user error (e.g. NaN losses) is re-raised as it is, any
+other exception as a :class:`ScoringError` naming the phase it happened in, with the original as ``__cause__``.
 """
 
 from __future__ import annotations
@@ -29,23 +31,33 @@ from trustattr.attribution.store import write_json
 from trustattr.attribution.workflow import Workflow
 from trustattr.errors import TrustAttrError
 
-__all__ = ["PhaseTimer", "ScoreResult", "score"]
+__all__ = ["PhaseTimer", "ScoreResult", "ScoringError", "score"]
 
 Log = Callable[[str], None]
 
 
+class ScoringError(TrustAttrError):
+    """An unexpected failure inside a scoring run (a bug or an unforeseen input), named by its phase."""
+
+
 class PhaseTimer:
-    """Wall-clock seconds per named phase, in the order they ran."""
+    """Wall-clock seconds per named phase, in the order they ran; ``failed_phase``: the innermost phase that
+    raised (None while nothing has)."""
 
     def __init__(self, log: Log) -> None:
         self.seconds: dict[str, float] = {}
         self.log = log
+        self.failed_phase: str | None = None
 
     @contextlib.contextmanager
     def __call__(self, phase: str) -> Iterator[None]:
         start = time.perf_counter()
         try:
             yield
+        except BaseException:
+            if self.failed_phase is None:
+                self.failed_phase = phase
+            raise
         finally:
             elapsed = time.perf_counter() - start
             self.seconds[phase] = self.seconds.get(phase, 0.0) + elapsed
@@ -71,10 +83,10 @@ def score(args: ScoreArguments, *, progress: bool = True, log: Log = print) -> S
     topology = current_topology()
     timer = PhaseTimer(log if topology.is_main else (lambda message: None))
     out = Path(args.out).expanduser()
+    existing = set(out.iterdir()) if out.is_dir() else None  # what a failed run must leave in place
     workflow = Workflow(args, topology, timer, progress and topology.is_main)
-    workflow.prepare()  # validates data, models and modules; writes nothing
-    created = not out.exists()
     try:
+        workflow.prepare()  # validates data, models and modules; writes nothing
         sets = workflow.run(out / "work")
         if not topology.is_main:
             return None
@@ -82,10 +94,32 @@ def score(args: ScoreArguments, *, progress: bool = True, log: Log = print) -> S
             result = _score_all(args, workflow, sets, out, timer.seconds)
         log(_timing_table(timer.seconds))
         return result
-    except TrustAttrError:
-        if created and topology.is_main:
-            shutil.rmtree(out, ignore_errors=True)
-        raise
+    except Exception as exc:
+        if topology.is_main:
+            _remove_created(out, existing)
+        if isinstance(exc, TrustAttrError):
+            raise
+        phase = timer.failed_phase or "setup"
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        raise ScoringError(
+            f"scoring failed in the '{phase}' phase with an unexpected {type(exc).__name__}: {first} "
+            f"(nothing was left in '{out}'; TRUSTATTR_DEBUG=1 shows the traceback)"
+        ) from exc
+
+
+def _remove_created(out: Path, existing: set[Path] | None) -> None:
+    """Remove what a failed run created under ``out``: all of it if ``out`` was new, else its new entries."""
+    if existing is None:
+        shutil.rmtree(out, ignore_errors=True)
+        return
+    if not out.is_dir():
+        return
+    for path in out.iterdir():
+        if path not in existing:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
 
 
 def _score_all(args: ScoreArguments, workflow: Workflow, sets, out: Path, timings: dict[str, float]) -> ScoreResult:
@@ -125,6 +159,7 @@ def _summary(args, workflow, names, raw, trust_normalized, directions, timings) 
         "modules": workflow.module_names,
         "feature_dim": workflow.feature_dim,
         "states": workflow.state_names,
+        "notes": workflow.notes,
         "ops": workflow.ops_info(),
         "benchmarks": per_benchmark,
         "timings_s": {k: round(v, 2) for k, v in timings.items()},

@@ -1,9 +1,14 @@
 """Projector: per-module captured (a, g) -> projected per-example (or per-pair) gradient features, via the ops.
 
 Two layouts (``kind``):
-    ``factored``  module l gets its own column block of ``k * k`` features,
-                  ``project_factored(a, g, k, k, derive_seed(seed, l))`` = vec(R_out^T G_l R_in) (LoGra style);
-                  the blocks are the per-layer blocks DataInf inverts separately.
+    ``factored``  module l gets its own column block of ``k_out * k_in`` features, each side capped at the
+                  module's own dimension (``k_in = min(k, d_in)``, ``k_out = min(k, d_out)``),
+                  ``project_factored(a, g, k_in, k_out, derive_seed(seed, l))`` = vec(R_out^T G_l R_in) (LoGra
+                  style); the blocks are the per-layer blocks DataInf inverts separately. A side with ``k >= d``
+                  (e.g. the rank side of a LoRA factor: lora_A is [r, d_in], lora_B [d_out, r]) is kept exact
+                  (R = identity) instead of projected: more than d features on that side would only repeat
+                  information (G_l has rank <= d), and a square d x d random sign matrix is singular about half the
+                  time for d = 4..8, which would lose some of it.
     ``outer``     all modules share ``k`` columns: ``project_outer(a, g, k, seed, feature_offset=offset_l)``,
                   i.e. one global random projection of the concatenated flattened gradients [G_1, G_2, ...].
 Padding tokens contribute nothing: ``a`` is zeroed where the token mask is 0 (``g`` is zero there already).
@@ -18,6 +23,7 @@ import torch
 from torch import nn
 
 from trustattr.attribution import kernels
+from trustattr.attribution.capture import CaptureError
 
 __all__ = ["ModuleLayout", "Projector"]
 
@@ -32,6 +38,13 @@ class ModuleLayout:
     seed: int  # factored: the module's own seed; outer: the global seed
     column: int  # first feature column (factored) or 0 (outer)
     feature_offset: int  # outer: index of the module's first entry in the concatenated gradient
+    k_in: int = 0  # factored: input-side sketch size, min(k, d_in) (= d_in: that side is exact)
+    k_out: int = 0  # factored: output-side sketch size, min(k, d_out) (= d_out: that side is exact)
+
+    @property
+    def width(self) -> int:
+        """Number of feature columns of a factored block."""
+        return self.k_out * self.k_in
 
 
 class Projector:
@@ -48,8 +61,9 @@ class Projector:
         for index, (name, module) in enumerate(modules.items()):
             d_in, d_out = module.in_features, module.out_features
             if kind == "factored":
-                self.layout.append(ModuleLayout(name, d_in, d_out, kernels.derive_seed(seed, index), column, 0))
-                column += k * k
+                self.layout.append(ModuleLayout(name, d_in, d_out, kernels.derive_seed(seed, index), column, 0,
+                                                min(k, d_in), min(k, d_out)))
+                column += self.layout[-1].width
             else:
                 self.layout.append(ModuleLayout(name, d_in, d_out, seed, 0, offset))
                 offset += d_in * d_out
@@ -68,8 +82,12 @@ class Projector:
 
     def describe(self) -> dict[str, object]:
         """What determines the features (stored with them)."""
+        if self.kind == "outer":
+            return {"kind": self.kind, "k": self.k, "seed": self.seed, "dim": self.dim,
+                    "modules": [[m.name, m.d_in, m.d_out] for m in self.layout]}
         return {"kind": self.kind, "k": self.k, "seed": self.seed, "dim": self.dim,
-                "modules": [[m.name, m.d_in, m.d_out] for m in self.layout]}
+                "per_side": "min(k, d); a side with k >= d is exact",
+                "modules": [[m.name, m.d_in, m.d_out, m.k_in, m.k_out] for m in self.layout]}
 
     def start(self, token_mask: torch.Tensor, segments: torch.Tensor | None, num_segments: int,
               dtype: torch.dtype) -> None:
@@ -81,17 +99,48 @@ class Projector:
         out_dtype = torch.float64 if dtype == torch.float64 else torch.float32
         self._out = torch.zeros(num_segments, self.dim, dtype=out_dtype)
 
+    def masked_input(self, index: int, a: torch.Tensor) -> torch.Tensor:
+        """``a`` [R, T, d_in] with padding positions zeroed by the batch's [R, T] token mask."""
+        assert self._mask is not None, "Projector used outside start/finish"
+        if a.shape[:2] != self._mask.shape:
+            raise CaptureError(
+                f"tracked module '{self.layout[index].name}' ran on {tuple(a.shape[:2])} positions but the batch's "
+                f"token mask is {tuple(self._mask.shape)}: every tracked module must see all [rows, tokens] positions"
+            )
+        return a * self._mask[..., None].to(a.dtype)
+
     def sink(self, index: int, a: torch.Tensor, g: torch.Tensor) -> None:
         """Capture callback: project module ``index``'s (a [R,T,d_in], g [R,T,d_out]) into the batch features."""
         assert self._out is not None and self._mask is not None, "Projector.sink called outside start/finish"
         m = self.layout[index]
-        a = a * self._mask[..., None].to(a.dtype)  # [R, T, d_in], pads -> 0
+        a = self.masked_input(index, a)  # [R, T, d_in], pads -> 0
         a, g = a.contiguous(), g.contiguous()
         if self.kind == "factored":
-            feats = kernels.project_factored(a, g, self.k, self.k, m.seed, **self._op_segments)
-            self._out[:, m.column : m.column + self.k * self.k] += feats
+            if m.k_in < m.d_in and m.k_out < m.d_out:
+                feats = kernels.project_factored(a, g, m.k_in, m.k_out, m.seed, **self._op_segments)
+            else:
+                feats = self._partly_exact(m, a, g)
+            self._out[:, m.column : m.column + m.width] += feats
         else:
             self._out += kernels.project_outer(a, g, self.k, m.seed, m.feature_offset, **self._op_segments)
+
+    def _partly_exact(self, m: ModuleLayout, a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        """vec(R_out^T G R_in) with R = identity on a side with k >= d: the same R as ``project_factored`` on a
+        projected side (``project`` with ``derive_seed(seed, 0)`` for inputs, ``derive_seed(seed, 1)`` for
+        outputs) -> [rows or segments, k_out * k_in] in the output dtype."""
+        acc = self._out.dtype
+        rows, tokens = a.shape[:2]
+        with torch.no_grad():
+            if m.k_in < m.d_in:
+                a = kernels.project(a.reshape(-1, m.d_in), m.k_in, kernels.derive_seed(m.seed, 0))
+            if m.k_out < m.d_out:
+                g = kernels.project(g.reshape(-1, m.d_out), m.k_out, kernels.derive_seed(m.seed, 1))
+            a = a.to(acc).reshape(rows, tokens, m.k_in)
+            g = g.to(acc).reshape(rows, tokens, m.k_out)
+            feats = torch.bmm(g.transpose(1, 2), a).flatten(1)  # [R, k_out * k_in]
+        if self._segments is not None:
+            feats = kernels.segment_sum(feats, self._segments, self._num)
+        return feats
 
     def finish(self) -> torch.Tensor:
         """The batch's features [num_segments, dim]."""

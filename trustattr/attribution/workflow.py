@@ -8,6 +8,7 @@ rank 0, returns the features of each model state (the final policy, or each save
 from __future__ import annotations
 
 import hashlib
+import warnings
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from tqdm.auto import tqdm
 
 from trustattr.attribution import kernels
 from trustattr.attribution.arguments import ScoreArguments
-from trustattr.attribution.attributor import Attributor, reference_logprobs
+from trustattr.attribution.attributor import TIED_HEAD_NOTE, Attributor, reference_logprobs, tracked_tied_head
 from trustattr.attribution.checkpoints import CheckpointInfo, list_checkpoints, load_adam_state
 from trustattr.attribution.distributed import Topology, rank_shards
 from trustattr.attribution.loading import DTYPE_BY_NAME, fingerprint, load_causal_lm, load_reward_model, load_tokenizer
@@ -33,7 +34,14 @@ from trustattr.errors import DataError
 from trustattr.preference_data import load_preference_pairs
 from trustattr.train.reward import reward_at_last_token
 
-__all__ = ["StateFeatures", "Workflow"]
+__all__ = ["BLOCK_METHODS", "OUTER_ONE_BLOCK_NOTE", "StateFeatures", "Workflow"]
+
+BLOCK_METHODS = ("datainf", "datainf_exact", "whitened_cosine")  # a curvature per per-layer feature block
+OUTER_ONE_BLOCK_NOTE = (
+    "{method} with --projection outer: one global sketch mixes all tracked modules, so there are no per-layer "
+    "blocks and {method} treats the whole outer sketch ({k} features) as ONE block (one curvature, one damping); "
+    "use --projection factored for per-layer blocks"
+)
 
 
 @dataclass
@@ -67,6 +75,13 @@ class Workflow:
         self.state_names: list[str] = []
         self.module_names: list[str] = []
         self.feature_dim = 0
+        self.notes: list[str] = []  # caveats of this run (warned, and listed in summary.json)
+
+    def _note(self, message: str, warn: bool = True) -> None:
+        if message not in self.notes:
+            self.notes.append(message)
+            if warn:
+                warnings.warn(message, UserWarning, stacklevel=3)
 
     # ------------------------------------------------------------------ prepare
     def prepare(self) -> None:
@@ -91,7 +106,13 @@ class Workflow:
             self.policy = None if a.policy == "auto" else self._load_policy(a.policy)
             self.checkpoints: list[CheckpointInfo] = list_checkpoints(a.checkpoints) if a.checkpoints else []
             probe = self.policy if self.policy is not None else self.reference
-            self.module_names = list(select_modules(probe, a.modules, a.last_k_blocks))
+            modules = select_modules(probe, a.modules, a.last_k_blocks)
+            self.module_names = list(modules)
+        if a.projection == "outer" and a.method in BLOCK_METHODS:
+            self._note(OUTER_ONE_BLOCK_NOTE.format(method=a.method, k=a.k))
+        tied = tracked_tied_head(probe, modules)
+        if tied is not None:  # the Attributor warns when it is built
+            self._note(TIED_HEAD_NOTE.format(name=tied), warn=False)
 
     def _make_loss(self) -> PairLoss:
         a = self.args
@@ -198,7 +219,8 @@ class Workflow:
             projector = Projector(modules, a.projection, a.k, a.seed)
             return projector, projector
         state, hyper = adam
-        k = a.k * a.k * len(modules) if a.projection == "factored" else a.k  # less: global, same size as factored
+        # less: one global projection, as many features as the factored projection would give (capped per side)
+        k = Projector(modules, "factored", a.k, a.seed).dim if a.projection == "factored" else a.k
         train = AdamProjector(modules, k, a.seed, state, tuple(hyper["betas"]), float(hyper["eps"]))
         return train, Projector(modules, "outer", k, a.seed)
 

@@ -44,7 +44,8 @@ class AttributionCallback(TrainerCallback):
             ``max_prompt_length`` as in ``trustattr score``.
         reference_model: the DPO reference; default for a PEFT model: the model with its adapters disabled.
         modules, last_k_blocks, projection, k, seed: which modules are tracked and how they are projected.
-        save_model: save the model (PEFT: only the adapter) in each checkpoint.
+        save_model: save the model (PEFT: only the adapter) in each checkpoint, with the tokenizer (``tokenizer``,
+            else the trainer's ``processing_class``) in the same directory.
         save_optimizer_state: save the Adam moments of the tracked weights (for the less method).
     """
 
@@ -114,11 +115,11 @@ class AttributionCallback(TrainerCallback):
 
     def on_step_end(self, args, state, control, model=None, optimizer=None, **kwargs):
         if state.global_step % self.every_n_steps == 0:
-            self._save(state, model, optimizer)
+            self._save(state, model, optimizer, self._model_tokenizer(kwargs))
 
     def on_train_end(self, args, state, control, model=None, optimizer=None, **kwargs):
         if state.global_step not in self.saved_steps:
-            self._save(state, model, optimizer)
+            self._save(state, model, optimizer, self._model_tokenizer(kwargs))
         if state.is_world_process_zero:
             total = time.perf_counter() - self._train_start
             report = {"saved_steps": self.saved_steps, "callback_seconds": round(self.seconds, 3),
@@ -135,7 +136,14 @@ class AttributionCallback(TrainerCallback):
             return _AdapterDisabled(model)
         raise ValueError("the dpo loss needs `reference_model` (or a PEFT model, whose adapters are disabled)")
 
-    def _save(self, state, model, optimizer) -> None:
+    def _model_tokenizer(self, kwargs: dict) -> Any:
+        """The tokenizer saved with the model: ours, else the trainer's (``processing_class`` / ``tokenizer``)."""
+        if self.tokenizer is not None:
+            return self.tokenizer
+        trainer_side = kwargs.get("processing_class") or kwargs.get("tokenizer")
+        return trainer_side if hasattr(trainer_side, "save_pretrained") else None
+
+    def _save(self, state, model, optimizer, tokenizer=None) -> None:
         if not state.is_world_process_zero:
             return
         start = time.perf_counter()
@@ -151,6 +159,8 @@ class AttributionCallback(TrainerCallback):
             tmp.mkdir()
             if self.save_model:
                 model.save_pretrained(tmp / "model")
+                if tokenizer is not None:  # a checkpoint is loadable (and scorable) on its own
+                    tokenizer.save_pretrained(tmp / "model")
             if self.save_optimizer_state and optimizer is not None:
                 meta["optimizer_state"] = _save_adam_moments(tmp / OPTIMIZER_FILE, model, modules, optimizer)
             if self.feature_sets:
