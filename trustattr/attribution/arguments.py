@@ -15,7 +15,8 @@ from trustattr.attribution.trust_side import BENCHMARK_NAMES
 __all__ = ["CHECKPOINT_METHODS", "DTYPES", "LOSSES", "METHODS", "PRESETS", "PROJECTIONS", "TEST_SIDES", "ScoreArguments"]
 
 LOSSES = ("dpo", "sft", "reward")
-METHODS = ("datainf", "datainf_exact", "whitened_cosine", "gradient_dot", "gradient_cosine", "tracin", "trak", "less")
+METHODS = ("datainf", "datainf_exact", "whitened_cosine", "gradient_dot", "gradient_cosine", "tracin", "trak", "less",
+           "ekfac")
 CHECKPOINT_METHODS = ("tracin", "less")
 PROJECTIONS = ("factored", "outer")
 TEST_SIDES = ("target", "paper")
@@ -123,7 +124,7 @@ class ScoreArguments:
         metadata=_help(
             "Relative damping (default 0.1): datainf lambda_l = damping x the block's mean squared gradient entry (the "
             "paper's); datainf_exact/whitened_cosine per block and trak globally lambda = damping x the mean non-zero "
-            "eigenvalue of the curvature."
+            "eigenvalue of the curvature; ekfac per module lambda = damping x the mean of its eigenvalue correction."
         ),
     )
     normalize: bool = field(
@@ -175,6 +176,9 @@ class ScoreArguments:
             raise ValueError(f"`beta` must be > 0, got {self.beta}")
         if self.damping is not None and not self.damping > 0:
             raise ValueError(f"`damping` must be > 0 or unset, got {self.damping}")
+        if self.method == "ekfac" and self.normalize:
+            raise ValueError("`normalize` is not supported by `method` ekfac (its queries are preconditioned before "
+                             "projection; the train side's g^T H^-1 g is not computed)")
         if self.method in CHECKPOINT_METHODS and self.checkpoints is None:
             raise ValueError(f"`method` {self.method} needs `checkpoints` (a directory written by AttributionCallback)")
         if self.checkpoints is not None and self.policy != "auto":

@@ -24,6 +24,11 @@ that metric, ``raw[i, q] / (sqrt(g_i^T M g_i) sqrt(v_q^T M v_q))``, so gradient-
                      TRAK's Q), lam = damping x mean non-zero eigenvalue (default 0.1), solved in the N x N dual;
                      the train side stays the loss gradient g_i = -r_i Phi_i (Q applied on the train side only).
                      Ensembles: several feature sets (checkpoints, independently trained models), averaged.
+    ekfac            EK-FAC influence (Grosse et al. 2023, as Kronfluence): M = the damped inverse of the
+                     eigenvalue-corrected Kronecker-factored curvature of each tracked module, applied to the query's
+                     full gradient BEFORE projection (trustattr.attribution.ekfac), so its FeatureSet.test is already
+                     M v_q (``preconditions_queries``) and the score is the plain dot product; damping relative,
+                     lam_l = damping x mean(Lambda_l) (default 0.1, Kronfluence's heuristic).
 
 A method scores a list of :class:`FeatureSet` (one per model state): the score matrix is their weighted sum.
 """
@@ -75,6 +80,7 @@ class Method(ABC):
     adam_train_features: bool = False  # train features must be Adam-preconditioned (less)
     always_normalized: bool = False  # a cosine method: normalize regardless of the argument
     default_damping: float | None = None  # relative damping used when none is given (methods with a metric)
+    preconditions_queries: bool = False  # FeatureSet.test arrives already preconditioned (M v_q): metric is None
 
     def __init_subclass__(cls, name: str = "", **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
@@ -211,6 +217,22 @@ class TRAK(Method, name="trak"):
                 raise ValueError("trak: train residuals sigma(-f) must be > 0 (a saturated pair has no gradient)")
             phi = phi / residual[:, None]  # output-function gradients (sign irrelevant in Phi^T Phi)
         return DampedInverse(phi, self.damping)
+
+
+class EKFAC(Method, name="ekfac"):
+    """Scores ``-g_i . (H^-1 v_q)``: the workflow gives it test features already multiplied by the EK-FAC inverse."""
+
+    default_damping = 0.1
+    preconditions_queries = True
+
+    def __init__(self, damping: float | None = None, normalize: bool = False) -> None:
+        if normalize:
+            raise ValueError("`normalize` is not supported by ekfac: its test features are preconditioned before "
+                             "projection, and the train side's g_i^T H^-1 g_i is not computed")
+        super().__init__(damping, normalize)
+
+    def metric(self, fs):
+        return None
 
 
 def get_method(name: str, damping: float | None = None, normalize: bool = False) -> Method:

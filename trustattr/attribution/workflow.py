@@ -225,6 +225,9 @@ class Workflow:
         if self.method.name == "trak" and a.loss in ("dpo", "reward"):
             with self.timer("train residuals"):
                 features.residual = self._residuals(root / "residuals", attributor, common, ref_train)
+        if self.method.preconditions_queries:  # ekfac: test features are the projected H^-1 v_q
+            with self.timer("ekfac factors"):
+                test_proj = self._ekfac_projector(root / "ekfac", name, model, modules, test_proj, common, ref_train)
         test_attributor = Attributor(model, self.tokenizer, self.loss, modules, test_proj, a.batch_size)
         with self.timer("test features"):
             for bench, pairs in self.test_side.pairs.items():
@@ -235,6 +238,23 @@ class Workflow:
                     test_attributor.fill_store(store, pairs, None, ref_tests.get(bench), bar.update if bar else None)
                 features.tests[bench] = torch.from_numpy(store.read_all())
         return features
+
+    def _ekfac_projector(self, root: Path, name: str, model, modules, projector: Projector, common: dict, ref_train):
+        """EK-FAC factors of this model state over the train pairs (stored, resumable) -> the test-side projector."""
+        from trustattr.attribution.ekfac import FactorStore, PreconditionedProjector, fit_factors
+        from trustattr.attribution.methods import get_method
+
+        a = self.args
+        damping = get_method(a.method, a.damping).damping
+        store = FactorStore(root, {**common, "data": self.data_id,
+                                   "modules": [[m.name, m.d_in, m.d_out] for m in projector.layout]})
+
+        def fit(covariance_path: Path):
+            with self._bar(f"ekfac factors [{name}]", len(self.pairs)) as bar:
+                return fit_factors(model, self.tokenizer, self.loss, modules, self.pairs, ref_train, a.batch_size,
+                                   bar.update if bar else None, covariance_path=covariance_path)
+
+        return PreconditionedProjector(projector, store.load_or_fit(list(modules), fit), damping, store.key)
 
     def _residuals(self, root: Path, attributor: Attributor, common: dict, ref_train) -> torch.Tensor:
         """``sigma(-f_i) = 1 - exp(-loss_i)`` of every train pair (a forward pass; stored like the features)."""
