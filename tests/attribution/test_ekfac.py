@@ -326,3 +326,30 @@ def test_normalize_is_refused_by_name():
         ScoreArguments.from_preset("tiny", method="ekfac", normalize=True)
     assert get_method("ekfac").preconditions_queries and not get_method("trak").preconditions_queries
     assert get_method("ekfac").damping == 0.1
+
+
+def test_score_runs_ekfac_end_to_end_and_resumes_its_factors(tmp_path, monkeypatch):
+    from trustattr.attribution import score
+
+    args = ScoreArguments.from_preset("tiny", limit=4, test_limit=2, benchmarks="ethics", policy="tiny",
+                                      method="ekfac", out=str(tmp_path / "run"))
+    first = score(args, progress=False, log=lambda message: None)
+    assert np.isfinite(first.raw).all() and np.abs(first.raw).max() > 0
+    assert "ekfac factors" in first.timings and "ekfac factors" in first.summary["timings_s"]
+    stored = list((tmp_path / "run" / "work" / "features" / "final" / "ekfac").glob("*/factors.npz"))
+    assert len(stored) == 1
+
+    def no_fit(*args, **kwargs):
+        raise AssertionError("the factors were fitted again")
+
+    monkeypatch.setattr(ekfac, "fit_factors", no_fit)
+    # another damping: same factors, other (recomputed) test features, other scores
+    other = score(args.replace(damping=10.0), progress=False, log=lambda message: None)
+    assert not np.allclose(other.raw, first.raw)
+
+    def no_features(*args, **kwargs):
+        raise AssertionError("features were recomputed")
+
+    monkeypatch.setattr(Attributor, "batch_features", no_features)
+    again = score(args, progress=False, log=lambda message: None)
+    np.testing.assert_array_equal(again.raw, first.raw)

@@ -339,6 +339,13 @@ class PreconditionedProjector:
         return {**self.projector.describe(), "preconditioner": {"method": "ekfac", "damping": self.damping,
                                                                 "factors": self.factors_key}}
 
+    @property
+    def store_suffix(self) -> str:
+        """Suffix of the test feature stores' directory: one per (factors, damping), so another ``--damping``
+        recomputes only the queries' features, next to the others, instead of clashing with them."""
+        tag = json.dumps({"damping": self.damping, "factors": self.factors_key}, sort_keys=True)
+        return f"-ekfac-{hashlib.sha1(tag.encode()).hexdigest()[:12]}"
+
     def start(self, token_mask, segments, num_segments, dtype) -> None:
         self._mask, self._segments, self._num = token_mask, segments, num_segments
         self._dtype = torch.float64 if dtype == torch.float64 else torch.float32

@@ -232,7 +232,8 @@ class Workflow:
         with self.timer("test features"):
             for bench, pairs in self.test_side.pairs.items():
                 data_id = _data_identity(pairs, benchmark=bench, test_side=a.test_side)
-                store = self._store(root / f"test-{bench}", "test_features", {**common, "data": data_id,
+                directory = root / f"test-{bench}{getattr(test_proj, 'store_suffix', '')}"  # ekfac: per damping
+                store = self._store(directory, "test_features", {**common, "data": data_id,
                                     "projection": test_proj.describe()}, len(pairs), test_proj.dim, len(pairs))
                 with self._bar(f"test features [{bench}]", len(pairs)) as bar:
                     test_attributor.fill_store(store, pairs, None, ref_tests.get(bench), bar.update if bar else None)
