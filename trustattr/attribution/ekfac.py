@@ -271,8 +271,15 @@ def fit_factors(
         if covariance_path is not None:
             _write_npz(covariance_path, covariance)
         pair_grads = grads if keep else None
-    bases = [(_eigenbasis(torch.from_numpy(covariance[f"a_{i}"])), _eigenbasis(torch.from_numpy(covariance[f"s_{i}"])))
-             for i in range(len(layout))]
+    known: dict[bytes, torch.Tensor] = {}  # modules reading one input (q/k/v, gate/up) have one A: decompose once
+
+    def basis(matrix: np.ndarray) -> torch.Tensor:
+        key = hashlib.sha1(np.ascontiguousarray(matrix).tobytes()).digest() + bytes(str(matrix.shape), "ascii")
+        if key not in known:
+            known[key] = _eigenbasis(torch.from_numpy(matrix))
+        return known[key]
+
+    bases = [(basis(covariance[f"a_{i}"]), basis(covariance[f"s_{i}"])) for i in range(len(layout))]
     if pair_grads is not None:
         sums = []
         for m, (q_a, q_s) in zip(layout, bases, strict=True):
