@@ -319,11 +319,33 @@ def test_zero_gradient_module_scores_nothing():
     assert torch.equal(zero.ihvp(torch.ones(4, 2, 3), 0.1), torch.zeros(4, 2, 3, dtype=torch.float64))
 
 
-def test_normalize_is_refused_by_name():
-    with pytest.raises(ValueError, match="normalize"):
-        get_method("ekfac", normalize=True)
-    with pytest.raises(ValueError, match="normalize"):
-        ScoreArguments.from_preset("tiny", method="ekfac", normalize=True)
+def test_normalize_gives_cosines_in_the_inverse_curvature(setup):
+    exact = ExactGradients(setup.modules)
+    train = setup.features(exact, TRAIN, setup.ref_train)
+    test = setup.features(PreconditionedProjector(exact, setup.factors, 0.1), TEST, setup.ref_test)
+    form = ekfac.QuadraticForm(setup.modules, setup.factors, 0.1)
+    train_norms = setup.features(form, TRAIN, setup.ref_train)[:, 0]
+    test_norms = setup.features(form, TEST, setup.ref_test)[:, 0]
+    got = get_method("ekfac", normalize=True).score_matrix(
+        [FeatureSet(train, test, 1.0, exact.blocks, None, train_norms, test_norms)]).numpy()
+    # brute force: <G_i, H^-1 V_q> / sqrt(<G_i, H^-1 G_i> <V_q, H^-1 V_q>), H^-1 by the brute-force factors
+    cross = sum(np.einsum("nij,qij->nq", setup.g_train[n], setup.brute_ihvp(n)) for n in setup.names)
+    g_self = sum(np.einsum("nij,nij->n", setup.g_train[n], np.stack([setup.brute[n].ihvp(g)
+                                                                       for g in setup.g_train[n]]))
+                 for n in setup.names)
+    v_self = sum(np.einsum("qij,qij->q", setup.g_test[n], setup.brute_ihvp(n)) for n in setup.names)
+    want = -cross / np.sqrt(g_self[:, None] * v_self[None, :])
+    np.testing.assert_allclose(train_norms.numpy(), g_self, rtol=1e-6)
+    np.testing.assert_allclose(test_norms.numpy(), v_self, rtol=1e-6)
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-9)
+    assert np.abs(got).max() <= 1 + 1e-9
+    # a train pair taken as its own query: cosine 1, i.e. raw score -1
+    own_test = setup.features(PreconditionedProjector(exact, setup.factors, 0.1), TRAIN, setup.ref_train)
+    own = get_method("ekfac", normalize=True).score_matrix(
+        [FeatureSet(train, own_test, 1.0, exact.blocks, None, train_norms, train_norms)]).numpy()
+    np.testing.assert_allclose(np.diag(own), -1.0, rtol=1e-9)
+    with pytest.raises(ValueError, match="normalize"):  # norms are not recoverable from the features
+        get_method("ekfac", normalize=True).scores([FeatureSet(train, test)])
     assert get_method("ekfac").preconditions_queries and not get_method("trak").preconditions_queries
     assert get_method("ekfac").damping == 0.1
 
@@ -346,6 +368,10 @@ def test_score_runs_ekfac_end_to_end_and_resumes_its_factors(tmp_path, monkeypat
     # another damping: same factors, other (recomputed) test features, other scores
     other = score(args.replace(damping=10.0), progress=False, log=lambda message: None)
     assert not np.allclose(other.raw, first.raw)
+    # normalize: the same factors, cosines in H^-1 (norms from one more pass over train and test pairs)
+    cosine = score(args.replace(normalize=True), progress=False, log=lambda message: None)
+    assert "ekfac norms" in cosine.timings and np.isfinite(cosine.raw).all()
+    assert (np.sign(cosine.raw) == np.sign(first.raw)).all() and not np.allclose(cosine.raw, first.raw)
 
     def no_features(*args, **kwargs):
         raise AssertionError("features were recomputed")

@@ -176,9 +176,6 @@ class ScoreArguments:
             raise ValueError(f"`beta` must be > 0, got {self.beta}")
         if self.damping is not None and not self.damping > 0:
             raise ValueError(f"`damping` must be > 0 or unset, got {self.damping}")
-        if self.method == "ekfac" and self.normalize:
-            raise ValueError("`normalize` is not supported by `method` ekfac (its queries are preconditioned before "
-                             "projection; the train side's g^T H^-1 g is not computed)")
         if self.method in CHECKPOINT_METHODS and self.checkpoints is None:
             raise ValueError(f"`method` {self.method} needs `checkpoints` (a directory written by AttributionCallback)")
         if self.checkpoints is not None and self.policy != "auto":

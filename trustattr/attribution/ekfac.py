@@ -59,7 +59,7 @@ from trustattr.attribution.store import write_json
 from trustattr.errors import CheckpointError
 from trustattr.paths import atomic_path
 
-__all__ = ["EKFACFactors", "FactorStore", "ModuleFactors", "PreconditionedProjector", "fit_factors"]
+__all__ = ["EKFACFactors", "FactorStore", "ModuleFactors", "PreconditionedProjector", "QuadraticForm", "fit_factors"]
 
 Progress = Callable[[int], None]
 DEFAULT_CACHE_BYTES = 1 << 30
@@ -322,6 +322,27 @@ class FactorStore:
 
 
 # ------------------------------------------------------------------------------------------------- query side
+class QuadraticForm(ExactGradients):
+    """``g^T H^-1 g = sum_l <G_l, IHVP_l(G_l)>`` of every pair, as [P, 1] features (ekfac's ``normalize``)."""
+
+    def __init__(self, modules: dict[str, nn.Module], factors: EKFACFactors, damping: float) -> None:
+        super().__init__(modules)
+        if len(factors.modules) != len(self.layout):
+            raise ValueError(f"EK-FAC factors cover {len(factors.modules)} modules, not {len(self.layout)}")
+        self.factors, self.damping = factors, damping
+        self.dim = 1
+
+    def start(self, token_mask, segments, num_segments, dtype) -> None:
+        self._mask, self._segments, self._num = token_mask, segments, num_segments
+        self._dtype = torch.float64 if dtype == torch.float64 else torch.float32
+        self._out = torch.zeros(num_segments, 1, dtype=torch.float64)
+
+    def sink(self, index: int, a: torch.Tensor, g: torch.Tensor) -> None:
+        assert self._out is not None, "QuadraticForm.sink called outside start/finish"
+        grads = _pair_gradients(a, g, self._mask, self._segments, self._num, self._dtype).to(torch.float64)
+        self._out[:, 0] += (grads * self.factors.modules[index].ihvp(grads, self.damping)).sum((1, 2))
+
+
 class PreconditionedProjector:
     """The test-side projector of ekfac: ``projector.project_matrices(IHVP(G_q))`` of every query's gradient.
 
