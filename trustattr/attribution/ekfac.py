@@ -14,7 +14,8 @@ with ``G_p = sum_t g_t a_t^T`` the pair's gradient of the module (summed over it
     IHVP_l(V) = Q_S ((Q_S^T V Q_A) / (Lambda_l + lam_l)) Q_A^T,   lam_l = damping x mean(Lambda_l)
 
 (``damping`` relative, 0.1 by default: Kronfluence's heuristic, per module). Modules are independent
-(block-diagonal), so influence is ``-sum_l <G_il, IHVP_l(V_ql)>``.
+(block-diagonal), so influence is ``-sum_l <G_il, IHVP_l(V_ql)>``. Padding is handled as Kronfluence does with an
+attention mask: padding tokens are left out of both covariances and of the token count that averages them.
 
 The gradients ``g`` are those of the per-pair training loss on the pair's own responses (the backward of the
 sum of per-pair losses, as :class:`~trustattr.attribution.attributor.Attributor` takes it): an *empirical*
