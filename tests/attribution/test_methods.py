@@ -129,7 +129,7 @@ def _brute_single(name, train, test, blocks, residual):
 
 def test_registry_names_every_method():
     assert set(METHOD_REGISTRY) == {"datainf", "datainf_exact", "gradient_dot", "gradient_cosine", "tracin", "trak",
-                                    "less", "whitened_cosine"}
+                                    "less", "whitened_cosine", "ekfac"}
 
 
 SINGLE = ["datainf", "datainf_exact", "gradient_dot", "gradient_cosine", "trak", "whitened_cosine"]

@@ -15,7 +15,8 @@ from trustattr.attribution.trust_side import BENCHMARK_NAMES
 __all__ = ["CHECKPOINT_METHODS", "DTYPES", "LOSSES", "METHODS", "PRESETS", "PROJECTIONS", "TEST_SIDES", "ScoreArguments"]
 
 LOSSES = ("dpo", "sft", "reward")
-METHODS = ("datainf", "datainf_exact", "whitened_cosine", "gradient_dot", "gradient_cosine", "tracin", "trak", "less")
+METHODS = ("datainf", "datainf_exact", "whitened_cosine", "gradient_dot", "gradient_cosine", "tracin", "trak", "less",
+           "ekfac")
 CHECKPOINT_METHODS = ("tracin", "less")
 PROJECTIONS = ("factored", "outer")
 TEST_SIDES = ("target", "paper")
@@ -127,7 +128,8 @@ class ScoreArguments:
         metadata=_help(
             "Relative damping: datainf lambda_l = damping x the block's mean squared gradient entry (default 0.1, the "
             "paper's); datainf_exact/whitened_cosine per block and trak globally lambda = damping x the mean non-zero "
-            "eigenvalue of the curvature (default 1.0, the best of a sweep on the LDS benchmark)."
+            "eigenvalue of the curvature (default 1.0, the best of a sweep on the LDS benchmark); ekfac per module "
+            "lambda = damping x the mean of its eigenvalue correction (default 0.1)."
         ),
     )
     normalize: bool = field(

@@ -47,3 +47,11 @@ class ExactGradients(Projector):
         if self._segments is not None:
             grads = kernels.segment_sum(grads, self._segments, self._num)  # [P, d_out * d_in]
         self._out[:, m.column : m.column + m.d_out * m.d_in] += grads
+
+    def columns(self, index: int) -> slice:
+        m = self.layout[index]
+        return slice(m.column, m.column + m.d_out * m.d_in)
+
+    def project_matrices(self, index: int, h: torch.Tensor) -> torch.Tensor:
+        """The flattened matrices [Q, d_out * d_in] (row-major, as the captured gradients)."""
+        return h.flatten(1)

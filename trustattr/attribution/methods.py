@@ -24,6 +24,11 @@ that metric, ``raw[i, q] / (sqrt(g_i^T M g_i) sqrt(v_q^T M v_q))``, so gradient-
                      TRAK's Q), lam = damping x mean non-zero eigenvalue (default 1.0), solved in the N x N dual;
                      the train side stays the loss gradient g_i = -r_i Phi_i (Q applied on the train side only).
                      Ensembles: several feature sets (checkpoints, independently trained models), averaged.
+    ekfac            EK-FAC influence (Grosse et al. 2023, as Kronfluence): M = the damped inverse of the
+                     eigenvalue-corrected Kronecker-factored curvature of each tracked module, applied to the query's
+                     full gradient BEFORE projection (trustattr.attribution.ekfac), so its FeatureSet.test is already
+                     M v_q (``preconditions_queries``) and the score is the plain dot product; damping relative,
+                     lam_l = damping x mean(Lambda_l) (default 0.1, Kronfluence's heuristic).
 
 A method scores a list of :class:`FeatureSet` (one per model state): the score matrix is their weighted sum.
 """
@@ -60,6 +65,8 @@ class FeatureSet:
     ``blocks`` column boundaries [0, b1, ..., D] of per-layer blocks (empty = one block);
     ``train_residual`` [N] ``-dL/df`` of each train pair's loss w.r.t. its output function (``sigma(-f)``
     for DPO/reward; None when the loss has none, e.g. sft): TRAK's Q.
+    ``train_norms`` [N] / ``test_norms`` [Q]: ``g_i^T M g_i`` / ``v_q^T M v_q`` computed where ``M`` was applied
+    (ekfac, whose M acts on the full gradients before projection); only its ``normalize`` reads them.
     """
 
     train: torch.Tensor
@@ -67,6 +74,8 @@ class FeatureSet:
     weight: float = 1.0
     blocks: list[int] = field(default_factory=list)
     train_residual: torch.Tensor | None = None
+    train_norms: torch.Tensor | None = None
+    test_norms: torch.Tensor | None = None
 
     def block_slices(self) -> list[slice]:
         bounds = self.blocks or [0, self.train.shape[1]]
@@ -81,6 +90,7 @@ class Method(ABC):
     adam_train_features: bool = False  # train features must be Adam-preconditioned (less)
     always_normalized: bool = False  # a cosine method: normalize regardless of the argument
     default_damping: float | None = None  # relative damping used when none is given (methods with a metric)
+    preconditions_queries: bool = False  # FeatureSet.test arrives already preconditioned (M v_q): metric is None
 
     def __init_subclass__(cls, name: str = "", **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
@@ -217,6 +227,36 @@ class TRAK(Method, name="trak"):
                 raise ValueError("trak: train residuals sigma(-f) must be > 0 (a saturated pair has no gradient)")
             phi = phi / residual[:, None]  # output-function gradients (sign irrelevant in Phi^T Phi)
         return DampedInverse(phi, self.damping)
+
+
+class EKFAC(Method, name="ekfac"):
+    """Scores ``-g_i . (H^-1 v_q)``: the workflow gives it test features already multiplied by the EK-FAC inverse.
+
+    With ``normalize`` the scores are cosines in ``H^-1``: divided by ``sqrt(g_i^T H^-1 g_i)`` and
+    ``sqrt(v_q^T H^-1 v_q)``, which the feature set must carry (``train_norms``, ``test_norms``): ``H^-1`` acts on
+    the full gradients, so they cannot be recovered from projected features.
+    """
+
+    default_damping = 0.1
+    preconditions_queries = True
+
+    def metric(self, fs):
+        return None
+
+    def set_matrix(self, fs: FeatureSet) -> torch.Tensor:
+        if fs.train.shape[1] != fs.test.shape[1]:
+            raise ValueError(f"{self.name}: train features have {fs.train.shape[1]} columns, test features "
+                             f"{fs.test.shape[1]}")
+        raw = -kernels.score(fs.train, fs.test.to(torch.float64))  # [N, Q]
+        if not self.normalize:
+            return raw
+        if fs.train_norms is None or fs.test_norms is None:
+            raise ValueError("ekfac with `normalize` needs g^T H^-1 g of every train pair and query "
+                             "(FeatureSet.train_norms, test_norms; trustattr.attribution.ekfac.QuadraticForm)")
+        train_norm = fs.train_norms.to(torch.float64).clamp_min(0).sqrt()
+        test_norm = fs.test_norms.to(torch.float64).clamp_min(0).sqrt()
+        denominator = train_norm[:, None] * test_norm[None, :]
+        return torch.where(denominator > 0, raw / denominator.clamp_min(1e-300), torch.zeros_like(raw))
 
 
 def get_method(name: str, damping: float | None = None, normalize: bool = False) -> Method:

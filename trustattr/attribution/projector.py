@@ -147,3 +147,33 @@ class Projector:
         assert self._out is not None, "Projector.finish called before start"
         out, self._out, self._mask, self._segments = self._out, None, None, None
         return out
+
+    def columns(self, index: int) -> slice:
+        """The feature columns module ``index`` contributes to (all ``k`` of them for ``outer``)."""
+        if self.kind == "outer":
+            return slice(0, self.k)
+        m = self.layout[index]
+        return slice(m.column, m.column + self.k * self.k)
+
+    def project_matrices(self, index: int, h: torch.Tensor) -> torch.Tensor:
+        """Module ``index``'s sketch of explicit matrices ``h`` [Q, d_out, d_in] -> [Q, len(columns(index))].
+
+        The same sketch a captured gradient ``G = sum_t g_t a_t^T`` gets, by the same ops: ``h`` is fed as
+        ``d_in`` "tokens" with ``a_t = e_t`` and ``g_t = h[:, t]`` (so ``sum_t g_t a_t^T = h``): factored
+        ``R_out^T h R_in``, outer the global projection of ``vec(h)`` at the module's offset.
+        """
+        m = self.layout[index]
+        out = []
+        chunk = max(1, (1 << 22) // (m.d_in * m.d_in))  # queries per call: bounds the identity's size
+        for start in range(0, h.shape[0], chunk):
+            part = h[start : start + chunk]
+            eye = torch.eye(m.d_in, dtype=part.dtype).expand(part.shape[0], m.d_in, m.d_in).contiguous()
+            g = part.transpose(1, 2).contiguous()  # [q, d_in, d_out]
+            if self.kind == "factored":
+                out.append(kernels.project_factored(eye, g, self.k, self.k, m.seed))
+            else:
+                out.append(kernels.project_outer(eye, g, self.k, m.seed, m.feature_offset))
+        if not out:
+            cols = self.columns(index)
+            return torch.zeros(0, cols.stop - cols.start, dtype=h.dtype)
+        return torch.cat(out)

@@ -54,9 +54,12 @@ class StateFeatures:
     tests: dict[str, torch.Tensor] = field(default_factory=dict)  # benchmark -> [M, dim]
     blocks: list[int] = field(default_factory=list)
     residual: torch.Tensor | None = None  # [N] sigma(-f) of each train pair (trak's Q), dpo/reward losses
+    train_norms: torch.Tensor | None = None  # [N] g^T H^-1 g (ekfac with normalize)
+    test_norms: dict[str, torch.Tensor] = field(default_factory=dict)  # benchmark -> [M] v^T H^-1 v
 
     def for_benchmark(self, name: str) -> FeatureSet:
-        return FeatureSet(self.train, self.tests[name], self.weight, self.blocks, self.residual)
+        return FeatureSet(self.train, self.tests[name], self.weight, self.blocks, self.residual, self.train_norms,
+                          self.test_norms.get(name))
 
 
 def _data_identity(pairs, **source) -> dict:
@@ -247,16 +250,58 @@ class Workflow:
         if self.method.name == "trak" and a.loss in ("dpo", "reward"):
             with self.timer("train residuals"):
                 features.residual = self._residuals(root / "residuals", attributor, common, ref_train)
+        if self.method.preconditions_queries:  # ekfac: test features are the projected H^-1 v_q
+            with self.timer("ekfac factors"):
+                test_proj = self._ekfac_projector(root / "ekfac", name, model, modules, test_proj, common, ref_train)
+            if a.normalize:
+                with self.timer("ekfac norms"):
+                    features.train_norms = self._ekfac_norms(root / f"train-norms{test_proj.store_suffix}", model,
+                                                             modules, test_proj, common, self.pairs, self.data_id,
+                                                             ref_train, a.shard_size)
         test_attributor = Attributor(model, self.tokenizer, self.loss, modules, test_proj, a.batch_size)
         with self.timer("test features"):
             for bench, pairs in self.test_side.pairs.items():
                 data_id = _data_identity(pairs, benchmark=bench, test_side=a.test_side)
-                store = self._store(root / f"test-{bench}", "test_features", {**common, "data": data_id,
+                directory = root / f"test-{bench}{getattr(test_proj, 'store_suffix', '')}"  # ekfac: per damping
+                store = self._store(directory, "test_features", {**common, "data": data_id,
                                     "projection": test_proj.describe()}, len(pairs), test_proj.dim, len(pairs))
                 with self._bar(f"test features [{bench}]", len(pairs)) as bar:
                     test_attributor.fill_store(store, pairs, None, ref_tests.get(bench), bar.update if bar else None)
                 features.tests[bench] = torch.from_numpy(store.read_all())
+                if self.method.preconditions_queries and a.normalize:
+                    features.test_norms[bench] = self._ekfac_norms(directory.with_name(directory.name + "-norms"),
+                                                                   model, modules, test_proj, common, pairs, data_id,
+                                                                   ref_tests.get(bench), len(pairs))
         return features
+
+    def _ekfac_projector(self, root: Path, name: str, model, modules, projector: Projector, common: dict, ref_train):
+        """EK-FAC factors of this model state over the train pairs (stored, resumable) -> the test-side projector."""
+        from trustattr.attribution.ekfac import FactorStore, PreconditionedProjector, fit_factors
+        from trustattr.attribution.methods import get_method
+
+        a = self.args
+        damping = get_method(a.method, a.damping).damping
+        store = FactorStore(root, {**common, "data": self.data_id,
+                                   "modules": [[m.name, m.d_in, m.d_out] for m in projector.layout]})
+
+        def fit(covariance_path: Path):
+            with self._bar(f"ekfac factors [{name}]", len(self.pairs)) as bar:
+                return fit_factors(model, self.tokenizer, self.loss, modules, self.pairs, ref_train, a.batch_size,
+                                   bar.update if bar else None, covariance_path=covariance_path)
+
+        return PreconditionedProjector(projector, store.load_or_fit(list(modules), fit), damping, store.key)
+
+    def _ekfac_norms(self, root: Path, model, modules, test_proj, common: dict, pairs, data_id: dict, reference,
+                     shard_size: int) -> torch.Tensor:
+        """``g^T H^-1 g`` of every pair (one more pass over them; stored like the features)."""
+        from trustattr.attribution.ekfac import QuadraticForm
+
+        form = QuadraticForm(modules, test_proj.factors, test_proj.damping)
+        store = self._store(root, "ekfac_norms", {**common, "data": data_id, "projection": test_proj.describe()},
+                            len(pairs), 1, shard_size)
+        Attributor(model, self.tokenizer, self.loss, modules, form, self.args.batch_size).fill_store(
+            store, pairs, None, reference)
+        return torch.from_numpy(store.read_all())[:, 0].to(torch.float64)
 
     def _residuals(self, root: Path, attributor: Attributor, common: dict, ref_train) -> torch.Tensor:
         """``sigma(-f_i) = 1 - exp(-loss_i)`` of every train pair (a forward pass; stored like the features)."""
