@@ -13,7 +13,7 @@ from trustattr.lds.arguments import LDSArguments
 from trustattr.lds.run import run_lds
 
 SMALL = {"num_train": 32, "num_queries": 8, "num_subsets": 8, "ensemble": 2, "epochs": 2, "k": 4,
-         "methods": "gradient_dot,trak,tracin", "damping": "0.01,1"}
+         "methods": "gradient_dot,trak,tracin,ekfac", "damping": "0.01,1"}
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +25,7 @@ def small_run(tmp_path_factory):
 def test_outputs_name_every_method_on_both_feature_kinds(small_run):
     labels = {(r["label"], r["features"]) for r in small_run.rows}
     want = {"gradient_dot", "tracin", "trak (damping 0.01)", "trak (damping 1)", "trak (ensemble of 2) (damping 0.01)",
-            "trak (ensemble of 2) (damping 1)"}  # the sweep applies to methods with a curvature only
+            "trak (ensemble of 2) (damping 1)", "ekfac (damping 0.01)", "ekfac (damping 1)"}  # the sweep: curvatures only
     assert labels == {(m, kind) for m in want for kind in ("factored", "exact")}
     payload = json.loads((small_run.out / "lds.json").read_text())
     assert payload["best"]["lds"] == max(r["lds"] for r in small_run.rows)

@@ -11,7 +11,8 @@ from trustattr.attribution.methods import METHOD_REGISTRY
 __all__ = ["LDS_METHODS", "LDSArguments"]
 
 # Methods the LDS runs by default: every single-model method, tracin over the full run's epoch checkpoints.
-LDS_METHODS = ("gradient_dot", "gradient_cosine", "datainf", "datainf_exact", "whitened_cosine", "trak", "tracin")
+LDS_METHODS = ("gradient_dot", "gradient_cosine", "datainf", "datainf_exact", "whitened_cosine", "trak", "tracin",
+               "ekfac")
 
 PRESETS: dict[str, dict[str, Any]] = {
     "tiny": {},
@@ -46,7 +47,7 @@ class LDSArguments:
         f"Methods, comma-separated (any of {', '.join(METHOD_REGISTRY)}; less needs Adam checkpoints, not run)."))
     damping: tuple[float, ...] = field(default=(), metadata=_help(
         "Relative dampings to sweep, comma-separated (methods with a curvature: datainf, datainf_exact, "
-        "whitened_cosine, trak); empty = each method's default (0.1)."))
+        "whitened_cosine, trak, ekfac); empty = each method's default (0.1)."))
     k: int = field(default=16, metadata=_help("Factored projection size per side (features: k x k per module)."))
     ensemble: int = field(default=3, metadata=_help(
         "Independently seeded full-data runs; trak is also scored as their ensemble."))

@@ -1,7 +1,7 @@
 """``run_lds(LDSArguments) -> LDSResult``: the whole linear-datamodeling benchmark behind ``trustattr lds``.
 
 Stages (each timed): workload -> reference log-probs -> full-data runs (``ensemble`` seeds; epoch
-checkpoints of the first for tracin) -> features (factored projection, and exact gradients) -> score matrices
+checkpoints of the first for tracin) -> EK-FAC factors of the first (ekfac) -> features (factored projection, and exact gradients) -> score matrices
 per method -> retrains on M subsets (cached under ``out/work/retrains``, keyed by content: a rerun resumes) ->
 LDS per method with a bootstrap interval -> ``lds.json``, ``lds.md``, ``lds.png``.
 """
@@ -23,7 +23,7 @@ from trustattr.attribution.pipeline import PhaseTimer
 from trustattr.attribution.store import write_json
 from trustattr.lds import report
 from trustattr.lds.arguments import LDSArguments
-from trustattr.lds.attribute import feature_dims, model_features
+from trustattr.lds.attribute import ekfac_factors, ekfac_set, feature_dims, model_features
 from trustattr.lds.metrics import draw_subsets, linear_datamodeling_score, subset_predictions
 from trustattr.lds.retrain import EncodedPairs, measure_margins, train_on_subset
 from trustattr.lds.workload import Recipe, Workload, pairs_workload, tiny_workload
@@ -158,6 +158,9 @@ def run_lds(args: LDSArguments, log=print) -> LDSResult:
                 model.load_state_dict(state)
                 tracin_sets[kind].append(model_features(workload, model.eval(), train, queries, kind, args.k,
                                                         args.seed, weight=args.learning_rate))
+    if "ekfac" in args.methods:
+        with timer("ekfac factors"):
+            factors = ekfac_factors(workload, members[0], train)
     scored = []  # (label, method, kind, matrix, seconds)
     with timer("scores"):
         for kind in kinds:
@@ -166,6 +169,10 @@ def run_lds(args: LDSArguments, log=print) -> LDSResult:
                 for damping in sweep:
                     label = name if damping is None else f"{name} (damping {damping:g})"
                     feature_sets = tracin_sets[kind] if name == "tracin" else sets[kind][:1]
+                    if name == "ekfac":
+                        value = damping if damping is not None else METHOD_REGISTRY[name].default_damping
+                        feature_sets = [ekfac_set(workload, members[0], sets[kind][0], queries, factors, kind, args.k,
+                                                  args.seed, value)]
                     scored.append(_scored(label, name, kind, damping, feature_sets))
                     if name == "trak" and args.ensemble > 1:
                         ensemble = [FeatureSet(s.train, s.test, 1.0 / args.ensemble, s.blocks, s.train_residual)
