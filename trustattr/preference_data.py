@@ -223,7 +223,10 @@ def _load_source(source: str, format: str, progress: Callable[[str], None]) -> I
     if _builder(path) is not None or path.exists():
         if not path.is_file():
             raise DataError(f"preference data file '{source}' does not exist")
-        return _rows_to_pairs(_read_file(path), f"file '{path}'", _stem(path), format, progress)
+        diagnose = (lambda: _diagnose_json(path, _stem(path), format)) if _builder(path) == "json" else None
+        return _rows_to_pairs(
+            _read_file(path, _stem(path), format), f"file '{path}'", _stem(path), format, progress, diagnose
+        )
     name = source.split(":")[0]
     return _rows_to_pairs(_read_hub(source), f"'{source}'", name.replace("/", "-"), format, progress)
 
@@ -232,7 +235,7 @@ def _load_source(source: str, format: str, progress: Callable[[str], None]) -> I
 def _load_shipped(name: str) -> tuple[PreferencePair, ...]:
     """The shipped files are read once per process (pairs are immutable); always the HH convention."""
     path = HH_FILES[name]
-    return tuple(_rows_to_pairs(_read_file(path), f"file '{path}'", name, "hh", lambda message: None))
+    return tuple(_rows_to_pairs(_read_file(path, name, "hh"), f"file '{path}'", name, "hh", lambda message: None))
 
 
 def _stem(path: Path) -> str:
@@ -248,7 +251,7 @@ def _builder(path: Path) -> str | None:
     return FILE_BUILDERS.get(suffixes[0]) if suffixes else None
 
 
-def _read_file(path: Path) -> Iterator[Any]:
+def _read_file(path: Path, prefix: str, format: str) -> Iterator[Any]:
     """Rows of a local file, streamed by ``datasets`` (nothing is cached or read whole)."""
     import datasets
 
@@ -258,12 +261,15 @@ def _read_file(path: Path) -> Iterator[Any]:
             f"preference data file '{path}': unknown file type (expected {', '.join(FILE_BUILDERS)}, or .gz)"
         )
     try:
-        stream = datasets.load_dataset(builder, data_files=str(path), split="train", streaming=True)
+        try:
+            stream = datasets.load_dataset(builder, data_files=str(path), split="train", streaming=True)
+        except Exception as exc:  # the builder inspects the file first (schema, parquet footer)
+            raise _ReadError() from exc
         yield from _guarded(iter(stream))
     except _ReadError as exc:
         cause = exc.__cause__
         if builder == "json":
-            _diagnose_json(path)  # raises with the line when a line is not JSON
+            _diagnose_json(path, prefix, format)  # raises naming the first line or row that is not usable
         raise DataError(f"preference data file '{path}' cannot be read as {builder}: {_one_line(cause)}") from cause
 
 
@@ -318,8 +324,9 @@ def _guarded(rows: Iterator[Any]) -> Iterator[Any]:
         yield row
 
 
-def _diagnose_json(path: Path) -> None:
-    """After ``datasets`` failed on a JSON(L) file: find the first line that is not JSON (or is not an object)."""
+def _diagnose_json(path: Path, prefix: str, format: str) -> None:
+    """After ``datasets`` failed on a JSON(L) file (e.g. a field whose type changes between rows): find the first
+    line that is not JSON, or the first row that is not a usable pair, and raise naming it."""
     import gzip
 
     opener = gzip.open if path.suffix == ".gz" else open
@@ -331,9 +338,11 @@ def _diagnose_json(path: Path) -> None:
             if first == "[":
                 return  # a JSON array: datasets' own message is the best we have
             handle.seek(0)
+            index = -1
             for line_number, line in enumerate(handle, start=1):
                 if not line.strip():
                     continue
+                index += 1
                 try:
                     row = json.loads(line)
                 except json.JSONDecodeError as exc:
@@ -343,6 +352,7 @@ def _diagnose_json(path: Path) -> None:
                         f"preference data file '{path}', line {line_number}: expected a JSON object, got "
                         f"{type(row).__name__}"
                     )
+                _row_to_pair(row, f"preference data file '{path}', row {index}", index, prefix, format)
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"preference data file '{path}' cannot be read: {_one_line(exc)}") from exc
 
@@ -354,12 +364,20 @@ def _one_line(exc: BaseException | None) -> str:
 
 # ------------------------------------------------------------------------------------------------------ rows
 def _rows_to_pairs(
-    rows: Iterable[Any], origin: str, prefix: str, format: str, progress: Callable[[str], None]
+    rows: Iterable[Any], origin: str, prefix: str, format: str, progress: Callable[[str], None],
+    diagnose: Callable[[], None] | None = None,
 ) -> Iterator[PreferencePair]:
+    """Pairs of ``rows``; ``diagnose`` (JSON files) re-reads the raw lines to name the right row when a row is
+    bad, since ``datasets`` may have cast a column whose type changes between rows (e.g. to numbers)."""
     started = last = time.monotonic()
     index = -1
     for index, row in enumerate(rows):
-        pair = _row_to_pair(row, f"preference data {origin}, row {index}", index, prefix, format)
+        try:
+            pair = _row_to_pair(row, f"preference data {origin}, row {index}", index, prefix, format)
+        except DataError:
+            if diagnose is not None:
+                diagnose()
+            raise
         if pair is not None:
             yield pair
         now = time.monotonic()
