@@ -74,6 +74,7 @@ HH_FILES = {
 SPLITS = ("train", "eval", "all")
 FORMATS = ("auto", "standard", "implicit", "conversational", "hh")
 FILE_BUILDERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv", ".arrow": "arrow"}
+JSON_CHUNK_BYTES = 1 << 20  # datasets' JSON reader parses this much at a time (its default, 10 MB, peaks ~5x higher)
 PROGRESS_SECONDS = 10.0  # a long read logs rows and rows/s this often
 
 Messages = tuple[dict, ...]
@@ -262,7 +263,8 @@ def _read_file(path: Path, prefix: str, format: str) -> Iterator[Any]:
         )
     try:
         try:
-            stream = datasets.load_dataset(builder, data_files=str(path), split="train", streaming=True)
+            options = {"chunksize": JSON_CHUNK_BYTES} if builder == "json" else {}
+            stream = datasets.load_dataset(builder, data_files=str(path), split="train", streaming=True, **options)
         except Exception as exc:  # the builder inspects the file first (schema, parquet footer)
             raise _ReadError() from exc
         yield from _guarded(iter(stream))
