@@ -377,3 +377,15 @@ def test_long_reads_report_rows_per_second(tmp_path, monkeypatch):
     load_preference_pairs(_write_jsonl(tmp_path / "d.jsonl", STANDARD), progress=lines.append)
     assert lines and all("rows/s" in line and "d.jsonl" in line for line in lines)
     assert "3 rows read in" in lines[-1]
+
+
+def test_score_split_defaults_to_the_whole_file_for_user_data():
+    from trustattr.attribution.arguments import ScoreArguments
+    from trustattr.preference_data import is_shipped
+
+    assert ScoreArguments().split is None and "all for your own file" in ScoreArguments.__dataclass_fields__[
+        "split"].metadata["help"]
+    assert ScoreArguments(split="eval").split == "eval"
+    with pytest.raises(ValueError, match="split"):
+        ScoreArguments(split="test")
+    assert is_shipped("hh") and is_shipped("hh-helpful") and not is_shipped("mine.jsonl")

@@ -57,6 +57,7 @@ __all__ = [
     "HH_FILES",
     "PreferencePair",
     "is_eval_pair",
+    "is_shipped",
     "load_preference_pairs",
     "parse_hh_transcript",
     "render_pair",
@@ -145,6 +146,7 @@ def is_eval_pair(pair: PreferencePair, eval_fraction: float) -> bool:
 
 
 def is_shipped(source: str) -> bool:
+    """Whether ``source`` names the shipped HH-RLHF data (the only data split by default)."""
     return source == "hh" or source in HH_FILES
 
 
