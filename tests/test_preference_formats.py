@@ -389,3 +389,10 @@ def test_score_split_defaults_to_the_whole_file_for_user_data():
     with pytest.raises(ValueError, match="split"):
         ScoreArguments(split="test")
     assert is_shipped("hh") and is_shipped("hh-helpful") and not is_shipped("mine.jsonl")
+
+
+@pytest.mark.parametrize("text", ["", "\n\n"], ids=["empty", "blank-lines"])
+def test_an_empty_file_has_no_usable_pairs(tmp_path, text):
+    (tmp_path / "e.jsonl").write_text(text)
+    with pytest.raises(DataError, match="no usable pairs in split 'all'"):
+        load_preference_pairs(str(tmp_path / "e.jsonl"))

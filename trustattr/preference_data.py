@@ -111,7 +111,7 @@ def render_pair(tokenizer: Any, pair: PreferencePair) -> PreferencePair:
     each templated conversation (trl's :func:`trl.data_utils.apply_chat_template`); the messages are kept, so
     rendering is idempotent. Text pairs are returned unchanged.
     """
-    if pair.messages is None:
+    if getattr(pair, "messages", None) is None:
         return pair
     from trl.data_utils import apply_chat_template
 
@@ -263,6 +263,8 @@ def _read_file(path: Path, prefix: str, format: str) -> Iterator[Any]:
         raise DataError(
             f"preference data file '{path}': unknown file type (expected {', '.join(FILE_BUILDERS)}, or .gz)"
         )
+    if path.stat().st_size == 0:
+        return  # an empty file has no rows (datasets cannot infer a schema from it)
     try:
         try:
             options = {"chunksize": JSON_CHUNK_BYTES} if builder == "json" else {}
@@ -272,8 +274,8 @@ def _read_file(path: Path, prefix: str, format: str) -> Iterator[Any]:
         yield from _guarded(iter(stream))
     except _ReadError as exc:
         cause = exc.__cause__
-        if builder == "json":
-            _diagnose_json(path, prefix, format)  # raises naming the first line or row that is not usable
+        if builder == "json" and _diagnose_json(path, prefix, format) == 0:  # raises naming a bad line or row
+            return  # only blank lines: no rows
         raise DataError(f"preference data file '{path}' cannot be read as {builder}: {_one_line(cause)}") from cause
 
 
@@ -328,9 +330,10 @@ def _guarded(rows: Iterator[Any]) -> Iterator[Any]:
         yield row
 
 
-def _diagnose_json(path: Path, prefix: str, format: str) -> None:
+def _diagnose_json(path: Path, prefix: str, format: str) -> int | None:
     """After ``datasets`` failed on a JSON(L) file (e.g. a field whose type changes between rows): find the first
-    line that is not JSON, or the first row that is not a usable pair, and raise naming it."""
+    line that is not JSON, or the first row that is not a usable pair, and raise naming it. Returns the number of
+    rows when all are usable (None for a JSON array)."""
     import gzip
 
     opener = gzip.open if path.suffix == ".gz" else open
@@ -340,7 +343,7 @@ def _diagnose_json(path: Path, prefix: str, format: str) -> None:
             while first.isspace():
                 first = handle.read(1)
             if first == "[":
-                return  # a JSON array: datasets' own message is the best we have
+                return None  # a JSON array: datasets' own message is the best we have
             handle.seek(0)
             index = -1
             for line_number, line in enumerate(handle, start=1):
@@ -357,6 +360,7 @@ def _diagnose_json(path: Path, prefix: str, format: str) -> None:
                         f"{type(row).__name__}"
                     )
                 _row_to_pair(row, f"preference data file '{path}', row {index}", index, prefix, format)
+            return index + 1  # the number of rows, all usable
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"preference data file '{path}' cannot be read: {_one_line(exc)}") from exc
 

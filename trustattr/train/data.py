@@ -50,13 +50,14 @@ def fit_pair(
 
     A conversational pair is rendered with the tokenizer's chat template and not cut (see the module docstring).
     """
-    if pair.messages is not None:
+    if getattr(pair, "messages", None) is not None:
         return render_pair(tokenizer, pair)
+    separator = getattr(pair, "separator", RESPONSE_SEPARATOR)  # duck-typed pairs (e.g. benchmark pairs): HH layout
     prompt = _keep_last_tokens(tokenizer, pair.prompt, max_prompt_length)
     prompt_tokens = _count(tokenizer, prompt)
     budget = max_length - prompt_tokens - EOS_RESERVE - RETOKENIZE_MARGIN
-    chosen = _fit_response(tokenizer, prompt + pair.separator, pair.chosen, budget, max_length)
-    rejected = _fit_response(tokenizer, prompt + pair.separator, pair.rejected, budget, max_length)
+    chosen = _fit_response(tokenizer, prompt + separator, pair.chosen, budget, max_length)
+    rejected = _fit_response(tokenizer, prompt + separator, pair.rejected, budget, max_length)
     return replace(pair, prompt=prompt, chosen=chosen, rejected=rejected)
 
 
@@ -70,7 +71,7 @@ def sft_rows(pairs: list[PreferencePair]) -> list[dict]:
     """trl prompt/completion rows (the chosen response); conversational pairs as messages."""
     if _conversational(pairs):
         return [{"prompt": _messages(p, 0), "completion": _messages(p, 1)} for p in pairs]
-    return [{"prompt": p.prompt, "completion": p.separator + p.chosen} for p in pairs]
+    return [{"prompt": p.prompt, "completion": _separator(p) + p.chosen} for p in pairs]
 
 
 def preference_rows(pairs: list[PreferencePair]) -> list[dict]:
@@ -78,14 +79,19 @@ def preference_rows(pairs: list[PreferencePair]) -> list[dict]:
     applies the chat template itself."""
     if _conversational(pairs):
         return [{"prompt": _messages(p, 0), "chosen": _messages(p, 1), "rejected": _messages(p, 2)} for p in pairs]
-    return [{"prompt": p.prompt, "chosen": p.separator + p.chosen, "rejected": p.separator + p.rejected} for p in pairs]
+    return [{"prompt": p.prompt, "chosen": _separator(p) + p.chosen, "rejected": _separator(p) + p.rejected}
+            for p in pairs]
 
 
 def _conversational(pairs: list[PreferencePair]) -> bool:
-    kinds = {p.messages is not None for p in pairs}
+    kinds = {getattr(p, "messages", None) is not None for p in pairs}
     if len(kinds) > 1:
         raise DataError("the training pairs mix conversational and text rows; trl trains on one kind per dataset")
     return kinds == {True}
+
+
+def _separator(pair: PreferencePair) -> str:
+    return getattr(pair, "separator", RESPONSE_SEPARATOR)
 
 
 def _messages(pair: PreferencePair, part: int) -> list[dict]:

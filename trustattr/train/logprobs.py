@@ -68,7 +68,7 @@ def tokenize_responses(
 
 def pair_token_ids(tokenizer: PreTrainedTokenizerBase, pair: PreferencePair) -> tuple[list[int], list[int], int]:
     """``(prompt+chosen ids, prompt+rejected ids, prompt length)`` of one pair, as trl's DPOTrainer tokenizes it."""
-    if pair.messages is not None:  # conversational: trl's tokenize_fn, chat template with tokenize=True
+    if getattr(pair, "messages", None) is not None:  # conversational: trl's tokenize_fn, chat template with tokenize=True
         prompt_messages, chosen_messages, rejected_messages = ([dict(m) for m in part] for part in pair.messages)
 
         def template(messages: list[dict], **kwargs) -> list[int]:
@@ -81,7 +81,7 @@ def pair_token_ids(tokenizer: PreTrainedTokenizerBase, pair: PreferencePair) -> 
         eos = tokenizer.eos_token
 
         def with_eos(response: str) -> str:
-            text = pair.separator + response
+            text = getattr(pair, "separator", RESPONSE_SEPARATOR) + response  # duck-typed pairs: HH layout
             return text if text.endswith(eos) else text + eos
 
         prompt_ids = tokenizer(pair.prompt)["input_ids"]
