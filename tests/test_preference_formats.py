@@ -396,3 +396,9 @@ def test_an_empty_file_has_no_usable_pairs(tmp_path, text):
     (tmp_path / "e.jsonl").write_text(text)
     with pytest.raises(DataError, match="no usable pairs in split 'all'"):
         load_preference_pairs(str(tmp_path / "e.jsonl"))
+
+
+def test_conversational_pairs_read_plainly_in_reports(tmp_path):
+    pair = load_preference_pairs(_write_jsonl(tmp_path / "conv.jsonl", CONVERSATIONAL))[1]
+    assert pair.prompt == "System: Be brief.\n\nUser: Hi\n\nAssistant: Hello.\n\nUser: Name?"
+    assert (pair.chosen, pair.rejected) == ("SmolLM.", "I will not say.")

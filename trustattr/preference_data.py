@@ -473,7 +473,8 @@ def _conversational_pair(row: dict, where: str, pair_id: str, prefix: str) -> Pr
         return None  # degenerate pair: no preference to learn
     freeze = lambda messages: tuple(dict(m) for m in messages)  # noqa: E731
     return PreferencePair(
-        id=pair_id, prompt=_plain(prompt), chosen=_plain(chosen), rejected=_plain(rejected), source=prefix,
+        id=pair_id, prompt=_plain(prompt), chosen=_plain(chosen, roles=False), rejected=_plain(rejected, roles=False),
+        source=prefix,
         separator="", messages=(freeze(prompt), freeze(chosen), freeze(rejected)),
     )
 
@@ -492,8 +493,11 @@ def _check_messages(value: Any, where: str) -> None:
                 )
 
 
-def _plain(messages: Iterable[dict]) -> str:
-    """Messages as plain text for reports and the text hash: ``"User: …\\n\\nAssistant: …"``."""
+def _plain(messages: list[dict], roles: bool = True) -> str:
+    """Messages as plain text for reports and the text hash: ``"User: …\\n\\nAssistant: …"``; a reply that is one
+    assistant message without ``roles`` is its content alone."""
+    if not roles and len(messages) == 1 and messages[0]["role"] == "assistant":
+        return messages[0]["content"]
     return "\n\n".join(f"{m['role'].capitalize()}: {m['content']}" for m in messages)
 
 
