@@ -73,7 +73,8 @@ class Workflow:
         a = self.args
         with self.timer("data"):
             split = a.split or ("train" if is_shipped(a.train_data) else "all")  # user data is used whole
-            self.pairs = load_preference_pairs(a.train_data, split=split, limit=a.limit or None, seed=a.seed)
+            self.pairs = load_preference_pairs(a.train_data, split=split, limit=a.limit or None, seed=a.seed,
+                                               progress=getattr(self.timer, "log", None))  # rows/s on long reads
             self.data_id = _data_identity(self.pairs, source=a.train_data, split=split, limit=a.limit, seed=a.seed)
             self.test_side: TestSide | None = target_test_side(a.benchmarks, a.test_limit, a.seed) \
                 if a.test_side == "target" else None
