@@ -190,7 +190,12 @@ def _write_all_sources(tmp_path, rows):
     from datasets import Dataset, DatasetDict
 
     dataset = Dataset.from_list(rows)
+    import gzip
+
     paths = {"jsonl": _write_jsonl(tmp_path / "d.jsonl", rows)}
+    with gzip.open(tmp_path / "d.jsonl.gz", "wt", encoding="utf-8") as handle:
+        handle.write("".join(json.dumps(row) + "\n" for row in rows))
+    paths["jsonl.gz"] = str(tmp_path / "d.jsonl.gz")
     (tmp_path / "d.json").write_text(json.dumps(rows), encoding="utf-8")
     paths["json"] = str(tmp_path / "d.json")
     dataset.to_parquet(str(tmp_path / "d.parquet"))

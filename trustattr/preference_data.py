@@ -226,7 +226,8 @@ def _load_source(source: str, format: str, progress: Callable[[str], None]) -> I
     if _builder(path) is not None or path.exists():
         if not path.is_file():
             raise DataError(f"preference data file '{source}' does not exist")
-        diagnose = (lambda: _diagnose_json(path, _stem(path), format)) if _builder(path) == "json" else None
+        readable = _builder(path) == "json" and path.suffix not in (".bz2", ".xz", ".zst")  # plain text or gzip
+        diagnose = (lambda: _diagnose_json(path, _stem(path), format)) if readable else None
         return _rows_to_pairs(
             _read_file(path, _stem(path), format), f"file '{path}'", _stem(path), format, progress, diagnose
         )
@@ -274,7 +275,8 @@ def _read_file(path: Path, prefix: str, format: str) -> Iterator[Any]:
         yield from _guarded(iter(stream))
     except _ReadError as exc:
         cause = exc.__cause__
-        if builder == "json" and _diagnose_json(path, prefix, format) == 0:  # raises naming a bad line or row
+        readable = builder == "json" and path.suffix not in (".bz2", ".xz", ".zst")  # plain text or gzip
+        if readable and _diagnose_json(path, prefix, format) == 0:  # raises naming a bad line or row
             return  # only blank lines: no rows
         raise DataError(f"preference data file '{path}' cannot be read as {builder}: {_one_line(cause)}") from cause
 
