@@ -99,7 +99,8 @@ def test_local_jsonl_with_explicit_fields_and_transcripts(tmp_path):
     path.write_text("\n".join(json.dumps(row) for row in rows) + "\n")
     pairs = load_preference_pairs(str(path), split="all")
     assert pairs == [
-        PreferencePair(id="mine-0000", prompt="Q1", chosen="good", rejected="bad", source="mine"),
+        # standard rows are kept verbatim, as trl reads them (prompt + chosen, no separator)
+        PreferencePair(id="mine-0000", prompt="Q1", chosen=" good", rejected=" bad", source="mine", separator=""),
         PreferencePair(id="mine-0001", prompt="Human: Q2\n\nAssistant:", chosen="yes", rejected="no", source="mine"),
     ]
 
@@ -114,7 +115,7 @@ def test_missing_field_names_file_row_and_field(tmp_path):
     path = tmp_path / "broken.jsonl"
     rows = [{"prompt": "P", "chosen": "c", "rejected": "r"}, {"prompt": "P", "chosen": "c"}]
     path.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    with pytest.raises(DataError, match=r"broken\.jsonl', row 1: missing text field 'rejected'"):
+    with pytest.raises(DataError, match=r"broken\.jsonl', row 1: missing field 'rejected'"):
         load_preference_pairs(str(path), split="all")
 
 
@@ -141,20 +142,22 @@ def test_hub_names_go_through_datasets(monkeypatch):
 
     calls = []
 
-    def fake_load_dataset(name, split):
-        calls.append((name, split))
+    def fake_load_dataset(name, config=None, split=None, streaming=False):
+        calls.append((name, config, split, streaming))
         return [{"prompt": "P", "chosen": "c", "rejected": "r"}]
 
     monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
     pairs = load_preference_pairs("someone/prefs:test", split="all")
-    assert calls == [("someone/prefs", "test")]
+    assert calls == [("someone/prefs", None, "test", True)]
     assert pairs[0].id == "someone-prefs-0000"
+    load_preference_pairs("someone/prefs:cfg:validation")
+    assert calls[-1] == ("someone/prefs", "cfg", "validation", True)
 
 
 def test_unreachable_hub_name_is_a_data_error(monkeypatch):
     import datasets
 
-    def offline(name, split):
+    def offline(name, config=None, split=None, streaming=False):
         raise ConnectionError("offline")
 
     monkeypatch.setattr(datasets, "load_dataset", offline)

@@ -117,7 +117,7 @@ def test_bad_inputs_give_one_line_and_no_output(tmp_path, case):
     out = tmp_path / "out"
     extra, expected = {
         "missing_field": (["--train-data", _write(tmp_path / "d.jsonl", [{"prompt": "p", "chosen": "a"}])],
-                          "missing text field 'rejected'"),
+                          "missing field 'rejected'"),
         "empty": (["--train-data", _write(tmp_path / "e.jsonl", [])], "no usable pairs"),
         "bad_model": (["--policy", tmp_path / "no" / "such" / "model"], "does not exist"),
         "k_zero": (["--k", "0"], "`k` must be a positive integer"),

@@ -68,11 +68,19 @@ class ScoreArguments:
     train_data: str = field(
         default="hh",
         metadata=_help(
-            "Training preference pairs: 'hh' (shipped HH-RLHF), 'hh-helpful', 'hh-harmless', a local JSONL/JSON with "
-            "prompt/chosen/rejected (or HH chosen/rejected transcripts), or a datasets hub name."
+            "Training preference pairs: 'hh' (shipped HH-RLHF), 'hh-helpful', 'hh-harmless', a local "
+            ".jsonl/.json(.gz)/.parquet/.csv/.arrow file, a datasets save_to_disk folder, or a hub dataset "
+            "name[:config]:split. Rows in any trl preference format: prompt/chosen/rejected text, chosen/rejected with "
+            "an implicit shared prompt, {role, content} message lists (chat template applied), HH transcripts."
         ),
     )
-    split: str = field(default="train", metadata=_help("Split of the training data: train, eval or all."))
+    split: str | None = field(
+        default=None,
+        metadata=_help(
+            "Hash split of the training data: train, eval or all. Default: train (90%) for the shipped hh data, all "
+            "for your own file or dataset (no rows held out)."
+        ),
+    )
     limit: int | None = field(default=256, metadata=_help("Number of training pairs (seeded subsample); 0 = all."))
     # ------------------------------------------------------- test side (trust)
     benchmarks: tuple[str, ...] = field(
@@ -151,7 +159,8 @@ class ScoreArguments:
 
     def __post_init__(self) -> None:
         _choice("dtype", self.dtype, DTYPES)
-        _choice("split", self.split, ("train", "eval", "all"))
+        if self.split is not None:
+            _choice("split", self.split, ("train", "eval", "all"))
         _choice("test_side", self.test_side, TEST_SIDES)
         _choice("loss", self.loss, LOSSES)
         _choice("projection", self.projection, PROJECTIONS)

@@ -1,9 +1,10 @@
 """Tokenising preference pairs for the losses exactly as the RLHF pipeline (trustattr.train) trains on them.
 
 Each pair is first cut to the token budget by :func:`trustattr.train.data.fit_pair` (the prompt keeps its last
-``max_prompt_length`` tokens, the responses their start), then each row ``prompt + " " + response + eos`` is
-tokenized by :func:`trustattr.train.logprobs.tokenize_responses` (right-padded; the response tokens are those
-after the longest common prefix with the tokenized prompt). Only response tokens count in the losses.
+``max_prompt_length`` tokens, the responses their start; conversational pairs get the chat template), then
+tokenized by :func:`trustattr.train.logprobs.tokenize_pairs`: the token ids trl's DPOTrainer builds for the same
+row (right-padded; the response tokens are those after the common prefix with the tokenized prompt). Only
+response tokens count in the losses.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Sequence
 from transformers import PreTrainedTokenizerBase
 
 from trustattr.train.data import fit_pair
-from trustattr.train.logprobs import TokenizedResponses, tokenize_responses
+from trustattr.train.logprobs import TokenizedResponses, tokenize_pairs
 
 __all__ = ["EncodedRows", "encode_pairs"]
 
@@ -29,6 +30,4 @@ def encode_pairs(
 ) -> EncodedRows:
     """Rows ``[side_0 of every pair, side_1 of every pair, ...]`` for ``sides`` in ("chosen", "rejected")."""
     fitted = [fit_pair(tokenizer, pair, max_length, max_prompt_length) for pair in pairs]
-    prompts = [p.prompt for _ in sides for p in fitted]
-    responses = [getattr(p, side) for side in sides for p in fitted]
-    return tokenize_responses(tokenizer, prompts, responses, add_eos=True, max_length=max_length)
+    return tokenize_pairs(tokenizer, fitted, sides, max_length=max_length)

@@ -31,7 +31,7 @@ from trustattr.attribution.projector import Projector
 from trustattr.attribution.store import FeatureStore
 from trustattr.attribution.trust_side import TestSide, paper_test_pairs, target_test_side
 from trustattr.errors import DataError
-from trustattr.preference_data import load_preference_pairs
+from trustattr.preference_data import is_shipped, load_preference_pairs
 from trustattr.train.reward import reward_at_last_token
 
 __all__ = ["BLOCK_METHODS", "OUTER_ONE_BLOCK_NOTE", "StateFeatures", "Workflow"]
@@ -90,8 +90,10 @@ class Workflow:
     def prepare(self) -> None:
         a = self.args
         with self.timer("data"):
-            self.pairs = load_preference_pairs(a.train_data, split=a.split, limit=a.limit or None, seed=a.seed)
-            self.data_id = _data_identity(self.pairs, source=a.train_data, split=a.split, limit=a.limit, seed=a.seed)
+            split = a.split or ("train" if is_shipped(a.train_data) else "all")  # user data is used whole
+            self.pairs = load_preference_pairs(a.train_data, split=split, limit=a.limit or None, seed=a.seed,
+                                               progress=getattr(self.timer, "log", None))  # rows/s on long reads
+            self.data_id = _data_identity(self.pairs, source=a.train_data, split=split, limit=a.limit, seed=a.seed)
             self.test_side: TestSide | None = target_test_side(a.benchmarks, a.test_limit, a.seed) \
                 if a.test_side == "target" else None
             if self.test_side is not None:

@@ -37,7 +37,9 @@ class StageArguments:
     model: str = _help("model to start from: tiny, smol, a local checkpoint directory or a hub name", "tiny")
     seed: int = _help("seed of model init (tiny), data order and sampling", 0)
     # --- data ---
-    data: str = _help("preference data: hh, hh-helpful, hh-harmless, a local .jsonl/.json file or a hub dataset", "hh")
+    data: str = _help(
+        "preference data: hh, hh-helpful, hh-harmless, a local .jsonl/.json(.gz)/.parquet/.csv/.arrow file, a datasets "
+        "save_to_disk folder or a hub dataset name[:config]:split; rows in any trl preference format (README)", "hh")
     train_limit: int | None = _help("train pairs (a seeded subsample of the train split); none = all", 32)
     eval_limit: int | None = _help("held-out pairs for the before/after evaluation; 0 = skip it", 16)
     eval_fraction: float = _help("share of the data in the held-out split (split by a hash of the text)", 0.1)

@@ -12,7 +12,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from trustattr.preference_data import PreferencePair
 from trustattr.train.data import RESPONSE_SEPARATOR
-from trustattr.train.logprobs import sequence_logprobs, tokenize_responses
+from trustattr.train.logprobs import side_logprobs, tokenize_pairs
 from trustattr.train.reward import reward_at_last_token
 
 __all__ = ["dpo_margins", "pair_logprobs", "preference_accuracy", "response_nll", "reward_accuracy", "rewards_of"]
@@ -22,10 +22,8 @@ def response_nll(
     model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, pairs: Sequence[PreferencePair], batch_size: int = 8
 ) -> dict[str, float]:
     """Mean negative log-likelihood per token of the chosen responses (lower = closer to the data)."""
-    prompts = [p.prompt for p in pairs]
-    chosen = [p.chosen for p in pairs]
-    total = -sequence_logprobs(model, tokenizer, prompts, chosen, batch_size=batch_size).sum().item()
-    tokens = int(tokenize_responses(tokenizer, prompts, chosen).response_mask[:, 1:].sum())
+    total = -side_logprobs(model, tokenizer, pairs, "chosen", batch_size=batch_size).sum().item()
+    tokens = int(tokenize_pairs(tokenizer, pairs, ("chosen",)).response_mask[:, 1:].sum()) if pairs else 0
     return {"chosen_nll_per_token": total / max(tokens, 1), "pairs": float(len(pairs))}
 
 
@@ -33,9 +31,8 @@ def pair_logprobs(
     model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, pairs: Sequence[PreferencePair], batch_size: int = 8
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Summed response log-probs of the chosen and the rejected response of each pair: ([N], [N])."""
-    prompts = [p.prompt for p in pairs]
-    chosen = sequence_logprobs(model, tokenizer, prompts, [p.chosen for p in pairs], batch_size)
-    rejected = sequence_logprobs(model, tokenizer, prompts, [p.rejected for p in pairs], batch_size)
+    chosen = side_logprobs(model, tokenizer, pairs, "chosen", batch_size)
+    rejected = side_logprobs(model, tokenizer, pairs, "rejected", batch_size)
     return chosen, rejected
 
 
@@ -118,15 +115,33 @@ def reward_accuracy(
     batch_size: int = 8,
 ) -> dict[str, float]:
     """Share of pairs where the reward model scores the chosen response higher (ties count 1/2)."""
-    prompts = [p.prompt for p in pairs]
-    chosen = rewards_of(reward_model, tokenizer, prompts, [p.chosen for p in pairs], batch_size)
-    rejected = rewards_of(reward_model, tokenizer, prompts, [p.rejected for p in pairs], batch_size)
+    chosen = _pair_rewards(reward_model, tokenizer, pairs, "chosen", batch_size)
+    rejected = _pair_rewards(reward_model, tokenizer, pairs, "rejected", batch_size)
     return {
         "accuracy": _share_positive(chosen - rejected),
         "mean_margin": (chosen - rejected).mean().item(),
         "mean_reward_chosen": chosen.mean().item(),
         "pairs": float(len(pairs)),
     }
+
+
+@torch.no_grad()
+def _pair_rewards(
+    reward_model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, pairs: Sequence[PreferencePair], side: str,
+    batch_size: int,
+) -> torch.Tensor:
+    """Reward of one side of each pair, tokenized as trl's RewardTrainer does (prompt + response [+ eos]): [N]."""
+    device = next(reward_model.parameters()).device
+    was_training = reward_model.training
+    reward_model.eval()
+    out = []
+    try:
+        for begin in range(0, len(pairs), batch_size):
+            rows = tokenize_pairs(tokenizer, pairs[begin : begin + batch_size], (side,))
+            out.append(reward_at_last_token(reward_model, rows.input_ids.to(device), rows.attention_mask.to(device)).cpu())
+    finally:
+        reward_model.train(was_training)
+    return torch.cat(out) if out else torch.zeros(0)
 
 
 def _share_positive(values: torch.Tensor) -> float:

@@ -1,21 +1,37 @@
 """Summed log-probabilities of responses given prompts, tokenized exactly as trl's DPOTrainer does.
 
-``prompt + RESPONSE_SEPARATOR + response (+ eos)`` is tokenized as one string; the response tokens are the ones
-after the longest common prefix with the tokenized prompt (so a token merging across the boundary counts as
-response). The attribution engine uses the same tokenization for DPO/SFT losses.
+:func:`pair_token_ids` is trl's DPO tokenization of one preference row (``DPOTrainer._prepare_dataset``):
+text rows tokenize ``prompt``, ``prompt + separator + chosen + eos`` and ``prompt + separator + rejected + eos``
+with the tokenizer's special tokens (eos is appended unless the response already ends with it); conversational
+rows tokenize the prompt messages with the generation prompt and the prompt+response conversations with the chat
+template (no eos: the template closes the turn). The response tokens start where the tokenized prompt and the
+two tokenized sequences stop agreeing (the shorter of the two common prefixes), so a token merging across the
+boundary counts as response. The attribution engine (:func:`tokenize_pairs`) and the held-out evaluation use it.
+
+:func:`tokenize_responses` is the older string interface (``prompt + RESPONSE_SEPARATOR + response + eos``, the
+HH convention) kept for generated responses (PPO).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from trustattr.preference_data import PreferencePair
 from trustattr.train.data import RESPONSE_SEPARATOR
 
-__all__ = ["TokenizedResponses", "sequence_logprobs", "tokenize_responses", "token_logprobs"]
+__all__ = [
+    "TokenizedResponses",
+    "pair_token_ids",
+    "sequence_logprobs",
+    "side_logprobs",
+    "tokenize_pairs",
+    "tokenize_responses",
+    "token_logprobs",
+]
 
 
 @dataclass
@@ -47,6 +63,57 @@ def tokenize_responses(
             full_ids = full_ids[:max_length]
         rows.append(full_ids)
         starts.append(start)
+    return _pad_rows(tokenizer, rows, starts)
+
+
+def pair_token_ids(tokenizer: PreTrainedTokenizerBase, pair: PreferencePair) -> tuple[list[int], list[int], int]:
+    """``(prompt+chosen ids, prompt+rejected ids, prompt length)`` of one pair, as trl's DPOTrainer tokenizes it."""
+    if getattr(pair, "messages", None) is not None:  # conversational: trl's tokenize_fn, chat template with tokenize=True
+        prompt_messages, chosen_messages, rejected_messages = ([dict(m) for m in part] for part in pair.messages)
+
+        def template(messages: list[dict], **kwargs) -> list[int]:
+            return list(tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True, **kwargs)["input_ids"])
+
+        prompt_ids = template(prompt_messages, add_generation_prompt=True)
+        chosen_ids = template(prompt_messages + chosen_messages)
+        rejected_ids = template(prompt_messages + rejected_messages)
+    else:  # text: trl's add_eos, then tokenizer(text) with its special tokens
+        eos = tokenizer.eos_token
+
+        def with_eos(response: str) -> str:
+            text = getattr(pair, "separator", RESPONSE_SEPARATOR) + response  # duck-typed pairs: HH layout
+            return text if text.endswith(eos) else text + eos
+
+        prompt_ids = tokenizer(pair.prompt)["input_ids"]
+        chosen_ids = tokenizer(pair.prompt + with_eos(pair.chosen))["input_ids"]
+        rejected_ids = tokenizer(pair.prompt + with_eos(pair.rejected))["input_ids"]
+    start = min(_common_prefix_length(prompt_ids, chosen_ids), _common_prefix_length(prompt_ids, rejected_ids))
+    return chosen_ids, rejected_ids, start
+
+
+def tokenize_pairs(
+    tokenizer: PreTrainedTokenizerBase,
+    pairs: Sequence[PreferencePair],
+    sides: Sequence[str] = ("chosen", "rejected"),
+    max_length: int | None = None,
+) -> TokenizedResponses:
+    """Rows ``[side_0 of every pair, side_1 of every pair, ...]`` tokenized by :func:`pair_token_ids`.
+
+    ``max_length`` keeps the first tokens of each row, as trl's DPO collator (``truncation_mode="keep_start"``).
+    """
+    encoded = [pair_token_ids(tokenizer, pair) for pair in pairs]
+    rows, starts = [], []
+    for side in sides:
+        if side not in ("chosen", "rejected"):
+            raise ValueError(f"sides: expected 'chosen' or 'rejected', got {side!r}")
+        for chosen_ids, rejected_ids, start in encoded:
+            ids = chosen_ids if side == "chosen" else rejected_ids
+            rows.append(ids[:max_length] if max_length is not None else ids)
+            starts.append(start)
+    return _pad_rows(tokenizer, rows, starts)
+
+
+def _pad_rows(tokenizer: PreTrainedTokenizerBase, rows: list[list[int]], starts: list[int]) -> TokenizedResponses:
     width = max(len(row) for row in rows)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     input_ids = torch.full((len(rows), width), pad, dtype=torch.long)  # [N, T]
@@ -89,15 +156,42 @@ def sequence_logprobs(
     """
     if batch_size < 1:
         raise ValueError(f"batch_size: expected an integer >= 1, got {batch_size}")
+    batches = (
+        tokenize_responses(
+            tokenizer, prompts[begin : begin + batch_size], responses[begin : begin + batch_size], add_eos, max_length
+        )
+        for begin in range(0, len(prompts), batch_size)
+    )
+    return _summed_logprobs(model, batches)
+
+
+@torch.no_grad()
+def side_logprobs(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    pairs: Sequence[PreferencePair],
+    side: str,
+    batch_size: int = 8,
+    max_length: int | None = None,
+) -> torch.Tensor:
+    """Summed response log-probs of one side (``"chosen"`` / ``"rejected"``) of each pair, tokenized as trl does
+    (:func:`tokenize_pairs`): [N] on the CPU."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size: expected an integer >= 1, got {batch_size}")
+    batches = (
+        tokenize_pairs(tokenizer, pairs[begin : begin + batch_size], (side,), max_length)
+        for begin in range(0, len(pairs), batch_size)
+    )
+    return _summed_logprobs(model, batches)
+
+
+def _summed_logprobs(model: PreTrainedModel, batches: Iterable[TokenizedResponses]) -> torch.Tensor:
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     sums = []
     try:
-        for begin in range(0, len(prompts), batch_size):
-            batch = tokenize_responses(
-                tokenizer, prompts[begin : begin + batch_size], responses[begin : begin + batch_size], add_eos, max_length
-            )
+        for batch in batches:
             logits = model(
                 input_ids=batch.input_ids.to(device), attention_mask=batch.attention_mask.to(device)
             ).logits  # [B, T, V]
