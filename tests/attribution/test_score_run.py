@@ -63,3 +63,23 @@ def test_factored_projection_has_no_one_block_note(tmp_path):
                                       out=str(tmp_path / "out"))
     result = pipeline.score(args, progress=False, log=lambda message: None)
     assert result.summary["notes"] == []
+
+
+@pytest.mark.parametrize("method", ["gradient_dot", "ekfac"])
+def test_exact_projection_scores_the_full_per_pair_gradients(tmp_path, method):
+    from trustattr.attribution import score as run_score
+    from trustattr.attribution.arguments import ScoreArguments
+
+    args = ScoreArguments.from_preset("tiny", limit=6, test_limit=2, benchmarks="ethics", projection="exact",
+                                      method=method, out=str(tmp_path / "out"))
+    result = run_score(args, progress=False, log=lambda m: None)
+    summary = result.summary
+    from trustattr.models import tiny_model
+
+    model = tiny_model()
+    sizes = dict(model.named_modules())
+    want_dim = sum(sizes[name].in_features * sizes[name].out_features for name in summary["modules"])
+    assert summary["feature_dim"] == want_dim
+    train = np.load(sorted((tmp_path / "out" / "work" / "features" / "final" / "train").glob("shard-*.npy"))[0])
+    assert train.shape[1] == want_dim and np.abs(train).max() > 0
+    assert np.isfinite(result.raw).all() and np.abs(result.raw).max() > 0

@@ -18,7 +18,7 @@ LOSSES = ("dpo", "sft", "reward")
 METHODS = ("datainf", "datainf_exact", "whitened_cosine", "gradient_dot", "gradient_cosine", "tracin", "trak", "less",
            "ekfac")
 CHECKPOINT_METHODS = ("tracin", "less")
-PROJECTIONS = ("factored", "outer")
+PROJECTIONS = ("factored", "outer", "exact")
 TEST_SIDES = ("target", "paper")
 DTYPES = ("float32", "bfloat16", "float64")
 
@@ -121,7 +121,9 @@ class ScoreArguments:
         metadata=_help(
             "'factored': each module's gradient sketched to k x k features (LoGra style, per-layer blocks); "
             "'outer': the whole gradient sketched to k features by one global projection (one block: "
-            "datainf, datainf_exact and whitened_cosine then fit one curvature over all modules, with a warning)."
+            "datainf, datainf_exact and whitened_cosine then fit one curvature over all modules, with a warning); "
+            "'exact': no projection, the full per-pair gradients (sum of d_out x d_in per module; for LoRA factors or "
+            "small models: on the LDS benchmark ekfac on exact gradients ranked best by far)."
         ),
     )
     k: int = field(default=16, metadata=_help(
@@ -164,6 +166,8 @@ class ScoreArguments:
         _choice("test_side", self.test_side, TEST_SIDES)
         _choice("loss", self.loss, LOSSES)
         _choice("projection", self.projection, PROJECTIONS)
+        if self.projection == "exact" and self.method == "less":
+            raise ValueError("`projection` exact is not supported by `method` less (its Adam features are projected)")
         _choice("method", self.method, METHODS)
         if isinstance(self.benchmarks, str):
             object.__setattr__(self, "benchmarks", tuple(b.strip() for b in self.benchmarks.split(",") if b.strip()))

@@ -22,6 +22,7 @@ from trustattr.attribution.arguments import ScoreArguments
 from trustattr.attribution.attributor import TIED_HEAD_NOTE, Attributor, reference_logprobs, tracked_tied_head
 from trustattr.attribution.checkpoints import CheckpointInfo, list_checkpoints, load_adam_state
 from trustattr.attribution.distributed import Topology, rank_shards
+from trustattr.attribution.exact import ExactGradients
 from trustattr.attribution.loading import DTYPE_BY_NAME, fingerprint, load_causal_lm, load_reward_model, load_tokenizer
 from trustattr.attribution.losses import PairLoss, make_loss
 from trustattr.attribution.methods import METHOD_REGISTRY, FeatureSet
@@ -221,7 +222,8 @@ class Workflow:
         """(train projector, test projector)."""
         a = self.args
         if adam is None:
-            projector = Projector(modules, a.projection, a.k, a.seed)
+            projector = ExactGradients(modules) if a.projection == "exact" else Projector(modules, a.projection, a.k,
+                                                                                           a.seed)
             return projector, projector
         state, hyper = adam
         # less: one global projection, as many features as the factored projection would give (capped per side)
