@@ -141,3 +141,24 @@ def test_full_model_checkpoints_carry_their_tokenizer_and_are_scored(tmp_path):
                                   **ENC, last_k_blocks=1, k=4), progress=False, log=lambda m: None)
     assert result.summary["states"] == ["checkpoint-1", "checkpoint-2"]
     assert np.isfinite(result.raw).all() and np.abs(result.raw).max() > 0
+
+
+@pytest.mark.slow
+def test_trak_over_checkpoints_is_the_mean_of_its_members(trained, tmp_path):
+    from trustattr.attribution.methods import FeatureSet, get_method
+
+    args = ScoreArguments(reference="tiny", limit=8, benchmarks=("ethics",), test_limit=3, method="trak",
+                          checkpoints=str(trained["dir"] / "ckpts"), out=str(tmp_path / "out"),
+                          batch_size=4, shard_size=4, **ENC, **FEATURES)
+    result = score(args, progress=False, log=lambda m: None)
+
+    def read(store):
+        return torch.from_numpy(np.concatenate([np.load(p) for p in sorted(store.glob("shard-*.npy"))])).double()
+
+    members = []
+    for state in result.summary["states"]:
+        root = tmp_path / "out" / "work" / "features" / state
+        fs = FeatureSet(read(root / "train"), read(root / "test-ethics"), 1.0, [], read(root / "residuals")[:, 0])
+        members.append(get_method("trak").scores([fs]).numpy())
+    assert len(members) == 2 and not np.allclose(members[0], members[1])
+    np.testing.assert_allclose(result.raw[:, 0], np.mean(members, axis=0), rtol=1e-6)

@@ -209,14 +209,19 @@ class Workflow:
         return out
 
     def _states(self):
-        """(name, model, weight, adam state or None) per model state to featurize."""
+        """(name, model, weight, adam state or None) per model state to featurize.
+
+        tracin/less sum over checkpoints weighted by their learning rate; every other method given checkpoints
+        scores their ensemble, the mean over checkpoints (TRAK's ensemble over checkpoints).
+        """
         if not self.checkpoints:
             yield "final", self.policy, 1.0, None
             return
         for ckpt in self.checkpoints:
             model = load_causal_lm(str(ckpt.model_path), self.dtype, base=self.args.reference)
             adam = load_adam_state(ckpt) if self.method.adam_train_features else None
-            yield ckpt.name, model, ckpt.learning_rate, adam
+            weight = ckpt.learning_rate if self.method.needs_checkpoints else 1.0 / len(self.checkpoints)
+            yield ckpt.name, model, weight, adam
 
     def _projectors(self, modules, adam) -> tuple[Projector, Projector]:
         """(train projector, test projector)."""
