@@ -25,7 +25,7 @@ from trustattr.attribution.losses import DPOLoss
 from trustattr.attribution.modules import find_blocks
 from trustattr.paths import atomic_path, cache_dir
 
-__all__ = ["LORA_SETTINGS", "auto_policy"]
+__all__ = ["LORA_SETTINGS", "auto_policy", "with_lora"]
 
 LORA_SETTINGS = {"r": 8, "lora_alpha": 16, "learning_rate": 5e-4, "epochs": 1}
 
@@ -33,6 +33,23 @@ LORA_SETTINGS = {"r": 8, "lora_alpha": 16, "learning_rate": 5e-4, "epochs": 1}
 def _target_names(model: torch.nn.Module, prefix: str) -> list[str]:
     return sorted({name.rsplit(".", 1)[-1] for name, m in model.named_modules()
                    if isinstance(m, torch.nn.Linear) and name.startswith(prefix + ".")})
+
+
+def with_lora(model: torch.nn.Module, last_k_blocks: int, seed: int) -> torch.nn.Module:
+    """``model`` wrapped with fresh LoRA adapters (LORA_SETTINGS) on every Linear of its last ``last_k_blocks``
+    blocks (0 = all), initialized from ``seed`` (the global RNG is left as it was)."""
+    from peft import LoraConfig, get_peft_model
+
+    prefix, count = find_blocks(model)
+    layers = list(range(count - last_k_blocks, count)) if last_k_blocks > 0 else None
+    config = LoraConfig(r=LORA_SETTINGS["r"], lora_alpha=LORA_SETTINGS["lora_alpha"], lora_dropout=0.0,
+                        target_modules=_target_names(model, prefix), layers_to_transform=layers)
+    generator_state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        return get_peft_model(model, config)
+    finally:
+        torch.random.set_rng_state(generator_state)
 
 
 def auto_policy(
@@ -49,8 +66,6 @@ def auto_policy(
     progress: Callable[[int], None] | None = None,
 ) -> Path:
     """Directory of the LoRA-DPO adapter trained from ``reference`` on ``pairs`` (trained now if not cached)."""
-    from peft import LoraConfig, get_peft_model
-
     from trustattr.attribution.loading import load_causal_lm
 
     settings = {**LORA_SETTINGS, "reference": reference_fingerprint, "ids": [p.id for p in pairs],
@@ -59,15 +74,7 @@ def auto_policy(
     target = cache_dir() / "policies" / f"lora-dpo-{key}"
     if (target / "adapter_config.json").exists():
         return target
-    model = load_causal_lm(reference)
-    prefix, count = find_blocks(model)
-    layers = list(range(count - last_k_blocks, count)) if last_k_blocks > 0 else None
-    config = LoraConfig(r=LORA_SETTINGS["r"], lora_alpha=LORA_SETTINGS["lora_alpha"], lora_dropout=0.0,
-                        target_modules=_target_names(model, prefix), layers_to_transform=layers)
-    generator_state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
-    peft_model = get_peft_model(model, config)
-    torch.random.set_rng_state(generator_state)
+    peft_model = with_lora(load_causal_lm(reference), last_k_blocks, seed)
     optimizer = torch.optim.AdamW([p for p in peft_model.parameters() if p.requires_grad],
                                   lr=LORA_SETTINGS["learning_rate"])
     order = list(range(len(pairs)))

@@ -127,14 +127,17 @@ class DPOLoss(PairLoss):
         super().__init__(max_length, max_prompt_length)
         self.beta = beta
 
-    def losses(self, model, batch) -> torch.Tensor:
+    def margins(self, model, batch) -> torch.Tensor:
+        """``(log pi(y_w) - log ref(y_w)) - (log pi(y_l) - log ref(y_l))`` per pair -> [P]."""
         if batch.reference is None:
-            raise ValueError("DPOLoss needs the reference log-probs of the batch (LossBatch.reference)")
+            raise ValueError(f"{type(self).__name__} needs the reference log-probs of the batch (LossBatch.reference)")
         logps = sequence_logprobs(model, batch.rows, self.full_logits)  # [2P]
         p = batch.num_pairs
         ref = batch.reference.to(logps.dtype)  # [P, 2]
-        margin = (logps[:p] - ref[:, 0]) - (logps[p:] - ref[:, 1])
-        return -F.logsigmoid(self.beta * margin)
+        return (logps[:p] - ref[:, 0]) - (logps[p:] - ref[:, 1])
+
+    def losses(self, model, batch) -> torch.Tensor:
+        return -F.logsigmoid(self.beta * self.margins(model, batch))
 
     def describe(self) -> dict[str, object]:
         return {**super().describe(), "beta": self.beta}
@@ -149,15 +152,6 @@ class MarginLoss(DPOLoss):
     """
 
     name = "dpo_margin"
-
-    def margins(self, model, batch) -> torch.Tensor:
-        """``(log pi(y_w) - log ref(y_w)) - (log pi(y_l) - log ref(y_l))`` per pair -> [P]."""
-        if batch.reference is None:
-            raise ValueError("MarginLoss needs the reference log-probs of the batch (LossBatch.reference)")
-        logps = sequence_logprobs(model, batch.rows, self.full_logits)  # [2P]
-        p = batch.num_pairs
-        ref = batch.reference.to(logps.dtype)  # [P, 2]
-        return (logps[:p] - ref[:, 0]) - (logps[p:] - ref[:, 1])
 
     def losses(self, model, batch) -> torch.Tensor:
         return -self.beta * self.margins(model, batch)

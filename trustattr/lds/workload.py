@@ -93,21 +93,9 @@ def tiny_workload(num_train: int = 96, num_queries: int = 32, seed: int = 0, rec
 
 def _lora(last_k_blocks: int, seed: int) -> Callable[[nn.Module], nn.Module]:
     def make(model: nn.Module) -> nn.Module:
-        from peft import LoraConfig, get_peft_model
+        from trustattr.attribution.default_policy import with_lora
 
-        from trustattr.attribution.default_policy import LORA_SETTINGS, _target_names
-        from trustattr.attribution.modules import find_blocks
-
-        prefix, count = find_blocks(model)
-        layers = list(range(count - last_k_blocks, count)) if last_k_blocks > 0 else None
-        config = LoraConfig(r=LORA_SETTINGS["r"], lora_alpha=LORA_SETTINGS["lora_alpha"], lora_dropout=0.0,
-                            target_modules=_target_names(model, prefix), layers_to_transform=layers)
-        state = torch.random.get_rng_state()
-        torch.manual_seed(seed)
-        try:
-            return get_peft_model(model, config)
-        finally:
-            torch.random.set_rng_state(state)
+        return with_lora(model, last_k_blocks, seed)
 
     return make
 
