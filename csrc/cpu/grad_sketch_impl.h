@@ -6,8 +6,8 @@
 //
 // Building block: micro<MR, NV>, a register-blocked GEMM micro-kernel that
 // ACCUMULATES into C in memory: C[r, c] += sum_p A(p, r) * B[p*ldb + c] for
-// MR <= 6 rows and NV <= 4 SIMD vectors of columns (a "panel" of W = 4L
-// columns: 64 floats / 32 doubles). A(p, r) is read in place, either as rows
+// MR <= 6 rows and NV <= kPanelVecs SIMD vectors of columns (a "panel" of W
+// columns: 64 floats / 32 doubles on AVX-512, 16 / 8 on AVX2, attr_common_impl.h). A(p, r) is read in place, either as rows
 // (a[r*sa + p]: tokens of a sample, rows of a tile) or as columns (a[p*sa + r]:
 // g[t, o0 + r], or a token's projected values). Loading C, running the FMA chain
 // and storing C back is bit-identical to one longer chain, so EVERY OUTPUT
@@ -19,7 +19,7 @@
 //
 // Random matrices: rademacher, unscaled +-1 while accumulating, the scale applied
 // once at the end. Entry (f, j) = sign bit j % 64 of word(row_key(f), j / 64)
-// (sketch_rng.h); a float panel of 64 columns is exactly one 64-bit word.
+// (sketch_rng.h); a panel (at most 64 columns) lies within one 64-bit word.
 //
 // project_factored (LoGra / Kronecker sketch), per call:
 //   0. R_in [d_in, k_in] (seed derive_seed(seed, 0)) and R_out [d_out, k_out]
@@ -251,7 +251,7 @@ struct ThreadGrid {
   int rows, cols;
 };
 
-inline ThreadGrid outer_grid(int nt, int64_t out_rows, int64_t tokens_total, int64_t panels) {
+inline ThreadGrid outer_grid(int nt, int64_t out_rows, int64_t tokens_total, int64_t panels, int64_t k) {
   ThreadGrid best{1, 1};
   double best_cost = -1.0;
   for (int r = 1; r <= nt; ++r) {
@@ -259,7 +259,7 @@ inline ThreadGrid outer_grid(int nt, int64_t out_rows, int64_t tokens_total, int
     const int c = nt / r;
     if (r > imax(1, ceil_div(out_rows, kRowsMR)) || c > panels) continue;
     const double slabs = static_cast<double>(ceil_div(ceil_div(out_rows, r), kOuterSlab));
-    const double cost = c * static_cast<double>(tokens_total) + r * slabs * 3.0 * 64.0 * panels;
+    const double cost = c * static_cast<double>(tokens_total) + r * slabs * 3.0 * 64.0 * ceil_div(k, 64);
     if (best_cost < 0 || cost < best_cost) {
       best = {r, c};
       best_cost = cost;
@@ -280,7 +280,7 @@ void outer_typed(const OuterArgs& a) {
   if (ob_max > kRowsMR) ob_max = ob_max / kRowsMR * kRowsMR;  // whole micro-kernel blocks
   const int64_t tile_ld = ob_max * d_in;                     // tile row stride
   const int64_t panels = ceil_div(k, W);
-  const ThreadGrid grid = outer_grid(a.num_threads, in.rows_out, in.n * in.t, panels);
+  const ThreadGrid grid = outer_grid(a.num_threads, in.rows_out, in.n * in.t, panels, k);
   const uint64_t key = seed_key(a.seed, SketchKind::kRademacher);
   const OuterStaging<E, T> staging(d_in);
 

@@ -5,11 +5,12 @@
 // only, once per instruction set.
 //
 // Dot products. <x, q> of a train row and a query row is ONE fixed sequence:
-// acc (a SIMD vector of L lanes, L = 16 float / 8 double) += x[j:j+L] * q[j:j+L]
+// acc (a 64-byte vector of L lanes, L = 16 float / 8 double, on EVERY instruction
+// set: 2 ymm on AVX2, 4 xmm on SSE2/NEON) += x[j:j+L] * q[j:j+L]
 // for j = 0, L, 2L, ... (the last partial vector zero-padded), then the lanes
 // are summed by a fixed halving tree (lane i += lane i + w for w = L/2 .. 1).
-// The register-blocked tile (2 rows x up to 8 queries: 16 independent
-// accumulators, 2 + 8 loads per 16 FMAs; the next pair of rows is prefetched
+// The register-blocked tile (2 rows x up to kQueryGroup queries, sized to the
+// register file: 2 x 8 on AVX-512, 2 x 3 on AVX2; the next pair of rows is prefetched
 // with a non-temporal hint, since a row is often exactly one 4 KB page where the
 // hardware streamer restarts) computes every dot in exactly that
 // sequence, so a score never depends on N, M, the blocking, the thread count,
@@ -39,14 +40,20 @@ namespace trustattr::cpu::TA_ISA_NS {
 namespace {
 
 constexpr int64_t kScoreRows = 64;   // rows per score block (converted together)
-constexpr int kQueryGroup = 8;       // queries per register tile
-constexpr int64_t kQueryBlock = 64;  // queries per block when they do not fit in cache
+// Queries per register tile of 2 rows: each (row, query) dot holds one 64-byte
+// accumulator, i.e. 64 / kVecBytes registers, and four registers stay free for the
+// rows and a query: 2 x 8 on AVX-512 (16 of 32 zmm), 2 x 3 on AVX2 (12 of 16 ymm)
+// and NEON (24 of 32), 2 x 1 on SSE2 (8 of 16 xmm). The tile never changes a dot.
+constexpr int kQueryGroup = (kVecRegs - 4) / (2 * (64 / kVecBytes)) < 8
+                                ? (kVecRegs - 4) / (2 * (64 / kVecBytes)) : 8;
+// Queries per block when they do not fit in cache: whole tiles, about 64.
+constexpr int64_t kQueryBlock = kQueryGroup * (64 / kQueryGroup);
 constexpr int64_t kQueryCacheBytes = 256 * 1024;  // queries (of a block) that count as cached
 constexpr int64_t kSpan = 512;       // columns per span of the blocked path (a multiple of L)
 
 template <typename T>
-inline T hsum(typename VecOf<T>::type v) {
-  constexpr int L = VecOf<T>::lanes;
+inline T hsum(typename Vec64Of<T>::type v) {
+  constexpr int L = Vec64Of<T>::lanes;
   T b[L];
   memcpy(b, &v, sizeof(v));
   for (int w = L / 2; w >= 1; w /= 2)
@@ -56,8 +63,8 @@ inline T hsum(typename VecOf<T>::type v) {
 
 // The partial last vector of x[j0, j0 + count), zero-padded.
 template <typename T>
-inline typename VecOf<T>::type load_partial(const T* x, int64_t count) {
-  typename VecOf<T>::type v{};
+inline typename Vec64Of<T>::type load_partial(const T* x, int64_t count) {
+  typename Vec64Of<T>::type v{};
   memcpy(&v, x, sizeof(T) * count);
   return v;
 }
@@ -71,9 +78,9 @@ inline typename VecOf<T>::type load_partial(const T* x, int64_t count) {
 // gives the same bits.
 template <typename T, int RW, int MQ>
 void dot_span(int64_t j0, int64_t j1, const T* const* rows, const T* const* next, const T* query,
-              int64_t ldq, typename VecOf<T>::type* acc_io) {
-  using V = typename VecOf<T>::type;
-  constexpr int L = VecOf<T>::lanes;
+              int64_t ldq, typename Vec64Of<T>::type* acc_io) {
+  using V = typename Vec64Of<T>::type;
+  constexpr int L = Vec64Of<T>::lanes;
   V acc[RW][MQ];
   memcpy(acc, acc_io, sizeof(acc));
   const int64_t full = j0 + (j1 - j0) / L * L;
@@ -100,32 +107,25 @@ void dot_span(int64_t j0, int64_t j1, const T* const* rows, const T* const* next
   memcpy(acc_io, acc, sizeof(acc));
 }
 
-template <typename T, int RW>
+template <typename T, int RW, int MQ = kQueryGroup>
 void dot_span_queries(int mq, int64_t j0, int64_t j1, const T* const* rows, const T* const* next,
-                      const T* query, int64_t ldq, typename VecOf<T>::type* acc) {
-  switch (mq) {
-    case 1: return dot_span<T, RW, 1>(j0, j1, rows, next, query, ldq, acc);
-    case 2: return dot_span<T, RW, 2>(j0, j1, rows, next, query, ldq, acc);
-    case 3: return dot_span<T, RW, 3>(j0, j1, rows, next, query, ldq, acc);
-    case 4: return dot_span<T, RW, 4>(j0, j1, rows, next, query, ldq, acc);
-    case 5: return dot_span<T, RW, 5>(j0, j1, rows, next, query, ldq, acc);
-    case 6: return dot_span<T, RW, 6>(j0, j1, rows, next, query, ldq, acc);
-    case 7: return dot_span<T, RW, 7>(j0, j1, rows, next, query, ldq, acc);
-    default: return dot_span<T, RW, 8>(j0, j1, rows, next, query, ldq, acc);
-  }
+                      const T* query, int64_t ldq, typename Vec64Of<T>::type* acc) {
+  if constexpr (MQ > 1)
+    if (mq < MQ) return dot_span_queries<T, RW, MQ - 1>(mq, j0, j1, rows, next, query, ldq, acc);
+  dot_span<T, RW, MQ>(j0, j1, rows, next, query, ldq, acc);
 }
 
-// One tile (rw <= 2 rows x mq <= 8 queries) over columns [j0, j1).
+// One tile (rw <= 2 rows x mq <= kQueryGroup queries) over columns [j0, j1).
 template <typename T>
 void dot_span_tile(int rw, int mq, int64_t j0, int64_t j1, const T* const* rows, const T* const* next,
-                   const T* query, int64_t ldq, typename VecOf<T>::type* acc) {
+                   const T* query, int64_t ldq, typename Vec64Of<T>::type* acc) {
   if (rw == 2) dot_span_queries<T, 2>(mq, j0, j1, rows, next, query, ldq, acc);
   else dot_span_queries<T, 1>(mq, j0, j1, rows, next, query, ldq, acc);
 }
 
 // out[r * ldo + q] = hsum(acc[r * mq + q]).
 template <typename T>
-void finish_tile(int rw, int mq, const typename VecOf<T>::type* acc, T* out, int64_t ldo) {
+void finish_tile(int rw, int mq, const typename Vec64Of<T>::type* acc, T* out, int64_t ldo) {
   for (int r = 0; r < rw; ++r)
     for (int q = 0; q < mq; ++q) out[r * ldo + q] = hsum<T>(acc[r * mq + q]);
 }
@@ -133,8 +133,8 @@ void finish_tile(int rw, int mq, const typename VecOf<T>::type* acc, T* out, int
 // <x[lo, hi), y[lo, hi)> and <x[lo, hi), x[lo, hi)> by the dot sequence above.
 template <typename T>
 inline T span_dot(const T* x, const T* y, int64_t lo, int64_t hi) {
-  using V = typename VecOf<T>::type;
-  constexpr int L = VecOf<T>::lanes;
+  using V = typename Vec64Of<T>::type;
+  constexpr int L = Vec64Of<T>::lanes;
   V acc{};
   int64_t j = lo;
   for (; j + L <= hi; j += L) {
@@ -186,7 +186,7 @@ void normalize_rows(const ScoreArgs& a, const T* const* rows, int64_t r0, int64_
 template <typename T>
 void score_rows(const ScoreArgs& a, const T* const* rows, int64_t nrows, const T* query_norms, T* out,
                 int64_t ldo) {
-  using V = typename VecOf<T>::type;
+  using V = typename Vec64Of<T>::type;
   const T* query = static_cast<const T*>(a.query);
   const int64_t ldq = a.query_stride;
   if (imin(a.m, kQueryBlock) * a.k * static_cast<int64_t>(sizeof(T)) <= kQueryCacheBytes) {

@@ -14,7 +14,11 @@
 namespace trustattr::cpu::TA_ISA_NS {
 namespace {
 
-constexpr int kMaxMR = 12;  // rows per micro-kernel call
+// Rows per micro-kernel call: MR x 2 vectors of accumulators plus the two panel
+// vectors and a broadcast must fit the register file: 12 x 2 = 24 of 32 (AVX-512,
+// NEON), 6 x 2 = 12 of 16 (AVX2: the 6 x 16 floats of BLIS's Haswell kernel; SSE2).
+// The shape never changes a sum: every output entry is one chain over features.
+constexpr int kMaxMR = kVecRegs >= 32 ? 12 : 6;
 
 // Panel width: two vectors of output columns.
 template <typename T>
@@ -58,12 +62,14 @@ void micro_dispatch(int mr, int64_t kc, const T* ap, const T* bp, T* ct) {
     case 4: return micro_kernel<T, 4>(kc, ap, bp, ct);
     case 5: return micro_kernel<T, 5>(kc, ap, bp, ct);
     case 6: return micro_kernel<T, 6>(kc, ap, bp, ct);
+  }
+  if constexpr (kMaxMR > 6) switch (mr) {
     case 7: return micro_kernel<T, 7>(kc, ap, bp, ct);
     case 8: return micro_kernel<T, 8>(kc, ap, bp, ct);
     case 9: return micro_kernel<T, 9>(kc, ap, bp, ct);
     case 10: return micro_kernel<T, 10>(kc, ap, bp, ct);
     case 11: return micro_kernel<T, 11>(kc, ap, bp, ct);
-    default: return micro_kernel<T, 12>(kc, ap, bp, ct);
+    default: return micro_kernel<T, kMaxMR>(kc, ap, bp, ct);
   }
 }
 
