@@ -11,7 +11,8 @@
 // are summed by a fixed halving tree (lane i += lane i + w for w = L/2 .. 1).
 // The register-blocked tile (2 rows x up to kQueryGroup queries, sized to the
 // register file: 2 x 8 on AVX-512, 2 x 3 on AVX2; the next pair of rows is prefetched
-// with a non-temporal hint, since a row is often exactly one 4 KB page where the
+// into L2 (prefetcht1: the non-temporal hint used before ran 2.5x slower on a Xeon,
+// Sapphire Rapids class, issue 17), since a row is often exactly one 4 KB page where the
 // hardware streamer restarts) computes every dot in exactly that
 // sequence, so a score never depends on N, M, the blocking, the thread count,
 // or which op computed it (score, topk_score and datainf_scores agree bit for
@@ -61,50 +62,80 @@ inline T hsum(typename Vec64Of<T>::type v) {
   return b[0];
 }
 
-// The partial last vector of x[j0, j0 + count), zero-padded.
-template <typename T>
-inline typename Vec64Of<T>::type load_partial(const T* x, int64_t count) {
-  typename Vec64Of<T>::type v{};
-  memcpy(&v, x, sizeof(T) * count);
-  return v;
-}
+// Native vectors per 64-byte dot accumulator: lanes p*L .. p*L + L - 1 of the
+// 64-byte vector live in native vector p (never a 64-byte variable below AVX-512:
+// GCC keeps those in memory, which made every dot a load-store chain).
+constexpr int kDotParts = 64 / kVecBytes;
 
 // acc[r * MQ + q] += the lane products of rows[r] and query row q over columns
 // [j0, j1) (j0 a multiple of L; a partial last vector only when j1 == k). Query
 // rows have stride ldq and are zero-padded to a multiple of L. When `next` is
-// given, the rows of the next tile are prefetched (non-temporal hint), one line
+// given, the rows of the next tile are prefetched (into L2), one line
 // per step: train rows are often exactly one page, where the hardware streamer
 // restarts. Spans continue the same chains, so any split of [0, k) into spans
-// gives the same bits.
+// gives the same bits. (L: the 64-byte dot vector's lanes; each is held as
+// kDotParts native vectors, lane for lane the same sums.)
 template <typename T, int RW, int MQ>
 void dot_span(int64_t j0, int64_t j1, const T* const* rows, const T* const* next, const T* query,
               int64_t ldq, typename Vec64Of<T>::type* acc_io) {
-  using V = typename Vec64Of<T>::type;
+  using N = typename VecOf<T>::type;
+  constexpr int NL = VecOf<T>::lanes;
   constexpr int L = Vec64Of<T>::lanes;
-  V acc[RW][MQ];
-  memcpy(acc, acc_io, sizeof(acc));
+  constexpr int P = kDotParts;
+  // Accumulators loaded and stored one native vector at a time (a whole-array copy
+  // made GCC keep the array on the stack: every FMA went through memory).
+  N acc[RW][MQ][P];
+  char* io = reinterpret_cast<char*>(acc_io);
+#pragma GCC unroll 16
+  for (int r = 0; r < RW; ++r)
+#pragma GCC unroll 16
+    for (int q = 0; q < MQ; ++q)
+#pragma GCC unroll 16
+      for (int p = 0; p < P; ++p) memcpy(&acc[r][q][p], io + ((r * MQ + q) * P + p) * sizeof(N), sizeof(N));
+  const T* src[RW];
+  for (int r = 0; r < RW; ++r) src[r] = rows[r];
+  // One step: columns [j, j + L) of the rows (read at src[r] + off) and the queries.
+  const auto step = [&](const T* const* xs, int64_t off, int64_t j) __attribute__((always_inline)) {
+#pragma GCC unroll 16
+    for (int p = 0; p < P; ++p) {
+      N x[RW];
+#pragma GCC unroll 16
+      for (int r = 0; r < RW; ++r) memcpy(&x[r], xs[r] + off + p * NL, sizeof(N));
+#pragma GCC unroll 16
+      for (int q = 0; q < MQ; ++q) {
+        N y;
+        memcpy(&y, query + q * ldq + j + p * NL, sizeof(N));
+#pragma GCC unroll 16
+        for (int r = 0; r < RW; ++r) acc[r][q][p] += x[r] * y;
+      }
+    }
+  };
   const int64_t full = j0 + (j1 - j0) / L * L;
-  for (int64_t j = j0; j < full; j += L) {
-    if (next != nullptr)
-      for (int r = 0; r < RW; ++r) __builtin_prefetch(next[r] + j, 0, 0);
-    V x[RW];
-    for (int r = 0; r < RW; ++r) memcpy(&x[r], rows[r] + j, sizeof(V));
-    for (int q = 0; q < MQ; ++q) {
-      V y;
-      memcpy(&y, query + q * ldq + j, sizeof(V));
-      for (int r = 0; r < RW; ++r) acc[r][q] += x[r] * y;
+  if (next != nullptr) {
+    for (int64_t j = j0; j < full; j += L) {
+#pragma GCC unroll 16
+      for (int r = 0; r < RW; ++r) __builtin_prefetch(next[r] + j, 0, 2);
+      step(src, j, j);
     }
+  } else {
+    for (int64_t j = j0; j < full; j += L) step(src, j, j);
   }
-  if (full < j1) {
-    V x[RW];
-    for (int r = 0; r < RW; ++r) x[r] = load_partial<T>(rows[r] + full, j1 - full);
-    for (int q = 0; q < MQ; ++q) {
-      V y;
-      memcpy(&y, query + q * ldq + full, sizeof(V));
-      for (int r = 0; r < RW; ++r) acc[r][q] += x[r] * y;
+  if (full < j1) {  // the partial last vector, zero-padded
+    alignas(64) T tail[RW][L];
+    const T* ts[RW];
+    for (int r = 0; r < RW; ++r) {
+      memset(tail[r], 0, sizeof(tail[r]));
+      memcpy(tail[r], rows[r] + full, sizeof(T) * (j1 - full));
+      ts[r] = tail[r];
     }
+    step(ts, 0, full);
   }
-  memcpy(acc_io, acc, sizeof(acc));
+#pragma GCC unroll 16
+  for (int r = 0; r < RW; ++r)
+#pragma GCC unroll 16
+    for (int q = 0; q < MQ; ++q)
+#pragma GCC unroll 16
+      for (int p = 0; p < P; ++p) memcpy(io + ((r * MQ + q) * P + p) * sizeof(N), &acc[r][q][p], sizeof(N));
 }
 
 template <typename T, int RW, int MQ = kQueryGroup>
@@ -133,18 +164,33 @@ void finish_tile(int rw, int mq, const typename Vec64Of<T>::type* acc, T* out, i
 // <x[lo, hi), y[lo, hi)> and <x[lo, hi), x[lo, hi)> by the dot sequence above.
 template <typename T>
 inline T span_dot(const T* x, const T* y, int64_t lo, int64_t hi) {
-  using V = typename Vec64Of<T>::type;
+  using N = typename VecOf<T>::type;
+  constexpr int NL = VecOf<T>::lanes;
   constexpr int L = Vec64Of<T>::lanes;
-  V acc{};
+  constexpr int P = kDotParts;
+  N acc[P] = {};
   int64_t j = lo;
-  for (; j + L <= hi; j += L) {
-    V a, b;
-    memcpy(&a, x + j, sizeof(V));
-    memcpy(&b, y + j, sizeof(V));
-    acc += a * b;
+  for (; j + L <= hi; j += L)
+    for (int p = 0; p < P; ++p) {
+      N a, b;
+      memcpy(&a, x + j + p * NL, sizeof(N));
+      memcpy(&b, y + j + p * NL, sizeof(N));
+      acc[p] += a * b;
+    }
+  if (j < hi) {
+    alignas(64) T xa[L] = {}, ya[L] = {};
+    memcpy(xa, x + j, sizeof(T) * (hi - j));
+    memcpy(ya, y + j, sizeof(T) * (hi - j));
+    for (int p = 0; p < P; ++p) {
+      N a, b;
+      memcpy(&a, xa + p * NL, sizeof(N));
+      memcpy(&b, ya + p * NL, sizeof(N));
+      acc[p] += a * b;
+    }
   }
-  if (j < hi) acc += load_partial<T>(x + j, hi - j) * load_partial<T>(y + j, hi - j);
-  return hsum<T>(acc);
+  typename Vec64Of<T>::type v;
+  memcpy(&v, acc, sizeof(v));
+  return hsum<T>(v);
 }
 
 // Train rows [r0, r0 + rows) as row pointers in the compute type: in place for

@@ -136,20 +136,41 @@ template <typename T>
 void panel_transposed(SketchKind kind, const uint64_t* rkeys, int64_t kc, int64_t j0,
                       const float* table, T* bp) {
   constexpr int64_t NR = panel_width<T>();
+  if (kind == SketchKind::kRademacher) {
+    // Column c's word, cut into 64 / LB lane-wide parts held in vectors over c: the
+    // sign of (c, j) is bit (j % LB) of part (j % 64) / LB, shifted into the sign bit
+    // of 1.0 for all NR columns at once (the same values as the scalar rule).
+    using V = typename VecOf<T>::type;
+    using B = typename VecOf<T>::bits;
+    using Lane = typename VecOf<T>::lane_t;
+    constexpr int L = VecOf<T>::lanes;
+    constexpr int LB = sizeof(Lane) * 8, P = 64 / LB;
+    constexpr Lane one = VecOf<T>::one_bits;
+    B part[P][2];
+    for (int64_t p = 0; p < kc; ++p) {
+      const int64_t j = j0 + p;
+      if (p == 0 || (j & 63) == 0)
+        for (int64_t c = 0; c < NR; ++c) {
+          const uint64_t w = word_of(rkeys[c], j >> 6);
+          for (int q = 0; q < P; ++q) part[q][c / L][c % L] = static_cast<Lane>(w >> (q * LB));
+        }
+      const int bit = static_cast<int>(j & 63);
+      for (int v = 0; v < 2; ++v) {
+        const B sg = ((part[bit / LB][v] >> (bit % LB)) << (LB - 1)) | one;
+        V out;
+        memcpy(&out, &sg, sizeof(V));
+        memcpy(bp + p * NR + v * L, &out, sizeof(V));
+      }
+    }
+    return;
+  }
   uint64_t words[NR];
   for (int64_t p = 0; p < kc; ++p) {
     const int64_t j = j0 + p;
-    if (kind == SketchKind::kRademacher) {
-      if (p == 0 || (j & 63) == 0)
-        for (int64_t c = 0; c < NR; ++c) words[c] = word_of(rkeys[c], j >> 6);
-      for (int64_t c = 0; c < NR; ++c)
-        bp[p * NR + c] = ((words[c] >> (j & 63)) & 1ULL) ? T(-1) : T(1);
-    } else {
-      if (p == 0 || (j & 3) == 0)
-        for (int64_t c = 0; c < NR; ++c) words[c] = word_of(rkeys[c], j >> 2);
-      for (int64_t c = 0; c < NR; ++c)
-        bp[p * NR + c] = static_cast<T>(table[(words[c] >> (16 * (j & 3))) & 0xFFFFu]);
-    }
+    if (p == 0 || (j & 3) == 0)
+      for (int64_t c = 0; c < NR; ++c) words[c] = word_of(rkeys[c], j >> 2);
+    for (int64_t c = 0; c < NR; ++c)
+      bp[p * NR + c] = static_cast<T>(table[(words[c] >> (16 * (j & 3))) & 0xFFFFu]);
   }
 }
 
