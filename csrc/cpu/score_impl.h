@@ -52,20 +52,29 @@ constexpr int64_t kQueryBlock = kQueryGroup * (64 / kQueryGroup);
 constexpr int64_t kQueryCacheBytes = 256 * 1024;  // queries (of a block) that count as cached
 constexpr int64_t kSpan = 512;       // columns per span of the blocked path (a multiple of L)
 
-template <typename T>
-inline T hsum(typename Vec64Of<T>::type v) {
-  constexpr int L = Vec64Of<T>::lanes;
-  T b[L];
-  memcpy(b, &v, sizeof(v));
-  for (int w = L / 2; w >= 1; w /= 2)
-    for (int i = 0; i < w; ++i) b[i] += b[i + w];
-  return b[0];
-}
-
 // Native vectors per 64-byte dot accumulator: lanes p*L .. p*L + L - 1 of the
 // 64-byte vector live in native vector p (never a 64-byte variable below AVX-512:
 // GCC keeps those in memory, which made every dot a load-store chain).
 constexpr int kDotParts = 64 / kVecBytes;
+
+// The halving tree of a 64-byte accumulator stored at v: the steps that add whole
+// native vectors (w >= native lanes) run as vector adds, the rest on scalars; the
+// same additions in the same order as lane i += lane i + w on one vector.
+template <typename T>
+inline T hsum(const void* v) {
+  using N = typename VecOf<T>::type;
+  constexpr int NL = VecOf<T>::lanes;
+  constexpr int P = kDotParts;
+  N part[P];
+  memcpy(part, v, sizeof(part));
+  for (int n = P / 2; n >= 1; n /= 2)
+    for (int i = 0; i < n; ++i) part[i] += part[i + n];
+  T b[NL];
+  memcpy(b, &part[0], sizeof(b));
+  for (int w = NL / 2; w >= 1; w /= 2)
+    for (int i = 0; i < w; ++i) b[i] += b[i + w];
+  return b[0];
+}
 
 // acc[r * MQ + q] += the lane products of rows[r] and query row q over columns
 // [j0, j1) (j0 a multiple of L; a partial last vector only when j1 == k). Query
@@ -158,7 +167,7 @@ void dot_span_tile(int rw, int mq, int64_t j0, int64_t j1, const T* const* rows,
 template <typename T>
 void finish_tile(int rw, int mq, const typename Vec64Of<T>::type* acc, T* out, int64_t ldo) {
   for (int r = 0; r < rw; ++r)
-    for (int q = 0; q < mq; ++q) out[r * ldo + q] = hsum<T>(acc[r * mq + q]);
+    for (int q = 0; q < mq; ++q) out[r * ldo + q] = hsum<T>(&acc[r * mq + q]);
 }
 
 // <x[lo, hi), y[lo, hi)> and <x[lo, hi), x[lo, hi)> by the dot sequence above.
@@ -188,9 +197,7 @@ inline T span_dot(const T* x, const T* y, int64_t lo, int64_t hi) {
       acc[p] += a * b;
     }
   }
-  typename Vec64Of<T>::type v;
-  memcpy(&v, acc, sizeof(v));
-  return hsum<T>(v);
+  return hsum<T>(acc);
 }
 
 // Train rows [r0, r0 + rows) as row pointers in the compute type: in place for

@@ -27,9 +27,11 @@ constexpr int64_t panel_width() { return 2 * VecOf<T>::lanes; }
 // ------------------------------------------------------------ micro-kernel
 
 // ct[MR, NR] = sum_p ap[p, MR] (outer) bp[p, NR]; ap is packed row-block major.
+// With dst (row stride ld, a whole panel of NR columns), the tile is added into dst
+// instead: dst[r, c] += ct[r, c], the same single addition add_panel_product does.
 template <typename T, int MR>
 void micro_kernel(int64_t kc, const T* __restrict ap, const T* __restrict bp,
-                  T* __restrict ct) {
+                  T* __restrict ct, T* __restrict dst, int64_t ld) {
   using V = typename VecOf<T>::type;
   constexpr int L = VecOf<T>::lanes;
   V c0[MR], c1[MR];
@@ -47,6 +49,18 @@ void micro_kernel(int64_t kc, const T* __restrict ap, const T* __restrict bp,
       c1[r] += a[r] * b1;
     }
   }
+  if (dst != nullptr) {
+    for (int r = 0; r < MR; ++r) {
+      V d0, d1;
+      memcpy(&d0, dst + r * ld, sizeof(V));
+      memcpy(&d1, dst + r * ld + L, sizeof(V));
+      d0 += c0[r];
+      d1 += c1[r];
+      memcpy(dst + r * ld, &d0, sizeof(V));
+      memcpy(dst + r * ld + L, &d1, sizeof(V));
+    }
+    return;
+  }
   for (int r = 0; r < MR; ++r) {
     memcpy(ct + r * 2 * L, &c0[r], sizeof(V));
     memcpy(ct + r * 2 * L + L, &c1[r], sizeof(V));
@@ -54,22 +68,22 @@ void micro_kernel(int64_t kc, const T* __restrict ap, const T* __restrict bp,
 }
 
 template <typename T>
-void micro_dispatch(int mr, int64_t kc, const T* ap, const T* bp, T* ct) {
+void micro_dispatch(int mr, int64_t kc, const T* ap, const T* bp, T* ct, T* dst, int64_t ld) {
   switch (mr) {
-    case 1: return micro_kernel<T, 1>(kc, ap, bp, ct);
-    case 2: return micro_kernel<T, 2>(kc, ap, bp, ct);
-    case 3: return micro_kernel<T, 3>(kc, ap, bp, ct);
-    case 4: return micro_kernel<T, 4>(kc, ap, bp, ct);
-    case 5: return micro_kernel<T, 5>(kc, ap, bp, ct);
-    case 6: return micro_kernel<T, 6>(kc, ap, bp, ct);
+    case 1: return micro_kernel<T, 1>(kc, ap, bp, ct, dst, ld);
+    case 2: return micro_kernel<T, 2>(kc, ap, bp, ct, dst, ld);
+    case 3: return micro_kernel<T, 3>(kc, ap, bp, ct, dst, ld);
+    case 4: return micro_kernel<T, 4>(kc, ap, bp, ct, dst, ld);
+    case 5: return micro_kernel<T, 5>(kc, ap, bp, ct, dst, ld);
+    case 6: return micro_kernel<T, 6>(kc, ap, bp, ct, dst, ld);
   }
   if constexpr (kMaxMR > 6) switch (mr) {
-    case 7: return micro_kernel<T, 7>(kc, ap, bp, ct);
-    case 8: return micro_kernel<T, 8>(kc, ap, bp, ct);
-    case 9: return micro_kernel<T, 9>(kc, ap, bp, ct);
-    case 10: return micro_kernel<T, 10>(kc, ap, bp, ct);
-    case 11: return micro_kernel<T, 11>(kc, ap, bp, ct);
-    default: return micro_kernel<T, kMaxMR>(kc, ap, bp, ct);
+    case 7: return micro_kernel<T, 7>(kc, ap, bp, ct, dst, ld);
+    case 8: return micro_kernel<T, 8>(kc, ap, bp, ct, dst, ld);
+    case 9: return micro_kernel<T, 9>(kc, ap, bp, ct, dst, ld);
+    case 10: return micro_kernel<T, 10>(kc, ap, bp, ct, dst, ld);
+    case 11: return micro_kernel<T, 11>(kc, ap, bp, ct, dst, ld);
+    default: return micro_kernel<T, kMaxMR>(kc, ap, bp, ct, dst, ld);
   }
 }
 
