@@ -17,10 +17,14 @@ namespace {
 constexpr int64_t kDenseChunk = 256;  // features per generated panel
 constexpr int64_t kColGroup = 128;    // output columns per group in dense_feature_groups
 // Output columns per work item of dense_forward: every item packs its rows once per
-// chunk of features, so wider items pack less often (256: the packing was ~19% of
-// the AVX2 kernel at N=64, D=2^14, k=512 with 128). Only the work partition: no sum
-// depends on it.
-constexpr int64_t kItemCols = 256;
+// chunk of features, so wider items pack less often (with 128 columns the packing was
+// ~19% of the AVX2 kernel at N=64, D=2^14, k=512): the widest of 1024, 512, ...,
+// 128 that still leaves 4 items per thread. Only the work partition: no sum depends on it.
+inline int64_t dense_item_cols(int64_t k, int64_t feature_groups, int nt) {
+  int64_t cols = 1024;
+  while (cols > kColGroup && ceil_div(k, cols) * feature_groups < 4 * static_cast<int64_t>(nt)) cols /= 2;
+  return cols;
+}
 
 // Feature groups summed separately (then added in group order). A function of
 // (d, k) only, so results never depend on the batch size or thread count.
@@ -76,14 +80,14 @@ void add_panel_product(int64_t rows, int64_t kc, const DenseScratch<T>& s, T* ds
 }
 
 // Forward: out [rows, k] = scale * x [rows, d] @ R. Work item = (column group of
-// kItemCols columns, feature group); feature groups are summed in order at the end.
+// dense_item_cols columns, feature group); feature groups are summed in order at the end.
 template <Elem E, typename T>
 void dense_forward(const SketchArgs& a, const void* x, int64_t rows, T* out) {
   constexpr int64_t NR = panel_width<T>();
   const int64_t d = a.d, k = a.k;
   const int64_t col_blocks = ceil_div(k, NR);
   const int64_t groups = dense_feature_groups(d, ceil_div(k, kColGroup));
-  const int64_t blocks_per_group = kItemCols / NR;
+  const int64_t blocks_per_group = dense_item_cols(k, groups, a.num_threads) / NR;
   const int64_t col_groups = ceil_div(col_blocks, blocks_per_group);
   const int64_t count = rows * k;
   T* partial = scratch<T>(groups * count);
