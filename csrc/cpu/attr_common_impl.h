@@ -128,8 +128,15 @@ void micro_panel(int mr, int64_t kc, const T* a, int64_t sa, const T* b, int64_t
 // Unscaled rademacher signs of R[features, j0 : j0 + wide_width] for the row keys of
 // kc features: bp[p * W + c] = +-1 (sketch_rng.h: bit j % 64 of word(d, j / 64)).
 // j0 is a multiple of W and W divides 64, so one 64-bit word serves a whole panel.
+// words[p] = word(rkeys[p], word) for p < kc: the signs of 64 columns of kc features.
+inline void sign_words(const uint64_t* rkeys, int64_t kc, int64_t word, uint64_t* words) {
+  for (int64_t p = 0; p < kc; ++p) words[p] = word_of(rkeys[p], word);
+}
+
+// words: sign_words(rkeys, kc, j0 >> 6) -- hashed once per 64 columns, shared by the
+// 64 / W panels of that word (below 64-column panels the hash dominated the panel).
 template <typename T>
-void rademacher_panel(const uint64_t* rkeys, int64_t kc, int64_t j0, T* bp) {
+void rademacher_panel(const uint64_t* words, int64_t kc, int64_t j0, T* bp) {
   using V = typename VecOf<T>::type;
   using B = typename VecOf<T>::bits;
   using Lane = typename VecOf<T>::lane_t;
@@ -142,7 +149,7 @@ void rademacher_panel(const uint64_t* rkeys, int64_t kc, int64_t j0, T* bp) {
   for (int i = 0; i < L; ++i) lane[i] = static_cast<Lane>(i);
   const int shift = static_cast<int>(j0 & 63);
   for (int64_t p = 0; p < kc; ++p) {
-    const uint64_t w = word_of(rkeys[p], j0 >> 6) >> shift;
+    const uint64_t w = words[p] >> shift;
     for (int v = 0; v < kPanelVecs; ++v) {
       const B bits = B{} + static_cast<Lane>((w >> (v * L)) & lane_mask);
       const B signs = ((bits >> lane) << kSignShift) | one;
@@ -226,7 +233,12 @@ T* rademacher_panels(int64_t seed, int64_t d, int64_t k) {
   uint64_t* rkeys = scratch<uint64_t>(d);
   const uint64_t key = seed_key(seed, SketchKind::kRademacher);
   for (int64_t p = 0; p < d; ++p) rkeys[p] = row_key(key, p);
-  for (int64_t panel = 0; panel < panels; ++panel) rademacher_panel<T>(rkeys, d, panel * W, out + panel * d * W);
+  uint64_t* words = scratch<uint64_t>(d);
+  for (int64_t panel = 0; panel < panels; ++panel) {
+    if (panel == 0 || (panel * W) % 64 == 0) sign_words(rkeys, d, panel * W >> 6, words);
+    rademacher_panel<T>(words, d, panel * W, out + panel * d * W);
+  }
+  free(words);
   free(rkeys);
   return out;
 }

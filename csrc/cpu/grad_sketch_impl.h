@@ -293,6 +293,7 @@ void outer_typed(const OuterArgs& a) {
     T* tile = scratch<T>(imin(kOuterSlab, u_hi - u_lo) * tile_ld);
     T* bp = scratch<T>(kProjChunk * W);
     uint64_t* rkeys = scratch<uint64_t>(kProjChunk);
+    uint64_t* words = scratch<uint64_t>(kProjChunk);
     T* stage_a = scratch<T>(staging.a_elems);
     T* stage_g = scratch<T>(staging.g_elems);
     for (int64_t u0 = u_lo; u0 < u_hi; u0 += kOuterSlab) {
@@ -317,7 +318,8 @@ void outer_typed(const OuterArgs& a) {
           for (int64_t p = 0; p < kc; ++p) rkeys[p] = row_key(key, a.feature_offset + o0 * d_in + f0 + p);
           for (int64_t panel = p_lo; panel < p_hi; ++panel) {
             const int64_t j0 = panel * W;
-            rademacher_panel<T>(rkeys, kc, j0, bp);
+            if (panel == p_lo || j0 % 64 == 0) sign_words(rkeys, kc, j0 >> 6, words);
+            rademacher_panel<T>(words, kc, j0, bp);
             for (int64_t b = 0; b < row_blocks.count; ++b)
               micro_panel<T, true>(row_blocks.size(b), kc, tile + row_blocks.begin(b) * tile_ld + f0, tile_ld,
                                    bp, W, out + (u0 + row_blocks.begin(b)) * k + j0, k, imin(W, k - j0));
@@ -328,6 +330,7 @@ void outer_typed(const OuterArgs& a) {
     free(tile);
     free(bp);
     free(rkeys);
+    free(words);
     free(stage_a);
     free(stage_g);
   }

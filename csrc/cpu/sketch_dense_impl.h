@@ -43,16 +43,19 @@ struct DenseScratch {
   T* bp;
   T* ct;
   uint64_t* rkeys;
+  uint64_t* words;
   DenseScratch(int64_t rows, int64_t keys)
       : ap(scratch<T>(ceil_div(rows, kMaxMR) * kMaxMR * kDenseChunk)),
         bp(scratch<T>(kDenseChunk * panel_width<T>())),
         ct(scratch<T>(kMaxMR * panel_width<T>())),
-        rkeys(scratch<uint64_t>(keys)) {}
+        rkeys(scratch<uint64_t>(keys)),
+        words(scratch<uint64_t>(kDenseChunk)) {}
   ~DenseScratch() {
     free(ap);
     free(bp);
     free(ct);
     free(rkeys);
+    free(words);
   }
   DenseScratch(const DenseScratch&) = delete;
   DenseScratch& operator=(const DenseScratch&) = delete;
@@ -112,7 +115,7 @@ void dense_forward(const SketchArgs& a, const void* x, int64_t rows, T* out) {
         for (int64_t p = 0; p < kc; ++p) s.rkeys[p] = row_key(key, a.feature_offset + f0 + p);
         for (int64_t cb = cb_begin; cb < cb_end; ++cb) {
           const int64_t j0 = cb * NR;
-          panel_forward<T>(a.kind, s.rkeys, kc, j0, a.table, s.bp);
+          panel_forward<T>(a.kind, s.rkeys, kc, j0, a.table, s.bp, s.words);
           add_panel_product<T>(rows, kc, s, dst + j0, k, k - j0 < NR ? k - j0 : NR);
         }
       }

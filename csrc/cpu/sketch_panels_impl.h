@@ -105,10 +105,11 @@ void pack_rows(const void* x, int64_t sr, int64_t sc, int64_t rows, int64_t c0,
 // ------------------------------------------------------- panel generators
 
 // Forward panel: bp[p, c] = R[d0 + p, j0 + c] (unscaled), with rkeys[p] the row
-// keys of features d0 + p. j0 is a multiple of the panel width.
+// keys of features d0 + p. j0 is a multiple of the panel width, and the panels of a
+// chunk come in increasing j0 from a multiple of 64 (words: kc scratch words).
 template <typename T>
 void panel_forward(SketchKind kind, const uint64_t* rkeys, int64_t kc, int64_t j0,
-                   const float* table, T* bp) {
+                   const float* table, T* bp, uint64_t* words) {
   constexpr int64_t NR = panel_width<T>();
   if (kind == SketchKind::kRademacher) {
     using V = typename VecOf<T>::type;
@@ -122,8 +123,12 @@ void panel_forward(SketchKind kind, const uint64_t* rkeys, int64_t kc, int64_t j
       lane_lo[i] = static_cast<Lane>(i);
       lane_hi[i] = static_cast<Lane>(i + L);
     }
+    // words[p]: word j0 / 64 of feature p, hashed by the first panel of each 64 columns
+    // and reused by the others (NR < 64 below AVX-512: the hash dominated the panel).
+    if ((j0 & 63) == 0)
+      for (int64_t p = 0; p < kc; ++p) words[p] = word_of(rkeys[p], j0 >> 6);
     for (int64_t p = 0; p < kc; ++p) {
-      const uint64_t w = word_of(rkeys[p], j0 >> 6) >> (j0 & 63);
+      const uint64_t w = words[p] >> (j0 & 63);
       const B wv = B{} + static_cast<Lane>(w & ((NR == 64) ? ~0ULL : ((1ULL << NR) - 1)));
       const B s0 = ((wv >> lane_lo) << kSignShift) | one;
       const B s1 = ((wv >> lane_hi) << kSignShift) | one;
