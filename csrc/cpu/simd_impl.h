@@ -38,11 +38,6 @@ constexpr int kVecRegs = 32;  // zmm0-31 (AVX-512), v0-31 (NEON)
 #else
 constexpr int kVecRegs = 16;  // ymm0-15 (AVX2), xmm0-15 (SSE2)
 #endif
-#if defined(__FMA__) || defined(__aarch64__)
-constexpr bool kHasFma = true;
-#else
-constexpr bool kHasFma = false;
-#endif
 
 // A SIMD vector of B bytes of T (float or double), its unsigned integer lanes
 // of the same width (for sign tricks) and the bits of 1.0.
