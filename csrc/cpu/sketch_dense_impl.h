@@ -62,13 +62,14 @@ struct DenseScratch {
 };
 
 // dst[r, 0:width] += (packed rows, kc features) x (panel bp) for rows r < rows,
-// dst row stride ld; micro-kernel blocks of kMaxMR rows in row order.
+// dst row stride ld; the micro-kernel row blocks of row_block_begin in row order.
 template <typename T>
 void add_panel_product(int64_t rows, int64_t kc, const DenseScratch<T>& s, T* dst, int64_t ld,
                        int64_t width) {
   constexpr int64_t NR = panel_width<T>();
-  for (int64_t rb = 0; rb < rows; rb += kMaxMR) {
-    const int mr = static_cast<int>(rows - rb < kMaxMR ? rows - rb : kMaxMR);
+  for (int64_t b = 0; b < row_block_count(rows); ++b) {
+    const int64_t rb = row_block_begin(rows, b);
+    const int mr = static_cast<int>(row_block_begin(rows, b + 1) - rb);
     if (width == NR) {  // a whole panel: the micro-kernel adds its tile into dst itself
       micro_dispatch<T>(mr, kc, s.ap + rb * kc, s.bp, s.ct, dst + rb * ld, ld);
       continue;
