@@ -52,13 +52,13 @@
 //          tile[u, (o-o0)*d_in + i] += sum_t g[n,t,o] a[n,t,i]   (chain over n, t)
 //        micro with A(p=t, r=o) = g[n, t, o] in place and B = a[n, t, i0 : i0+W]
 //        in place (a ragged last panel of d_in, or bf16/fp16 inputs, staged).
-//     B. for each chunk of 128 tile features: row keys of the absolute features
+//     B. for each chunk of proj_chunk (128 on AVX-512) tile features: row keys of the absolute features
 //        feature_offset + o0*d_in + f; for each owned panel: generate the W-column
-//        sign panel [128][W] (rademacher_panel), then for each block of <= 6 tile
+//        sign panel [chunk][W] (rademacher_panel), then for each block of <= 6 tile
 //        rows (read in place): acc[u, j] += sum_f tile[u, f] R[f, j]
 //        (chain over all features of G in order: o, then i).
 //   then out = acc / sqrt(k). Extra memory: one tile per thread (<= 48 x ~6144
-//   values) and a 128 x W panel -- never N x d_out x d_in.
+//   values) and a 32 KiB sign panel -- never N x d_out x d_in.
 #pragma once
 
 #include <omp.h>
@@ -176,7 +176,12 @@ void factored_typed(const FactoredArgs& a) {
 
 // ------------------------------------------------------------- project_outer
 
-constexpr int64_t kProjChunk = 128;  // tile features per generated panel (W x 128 stays in L1)
+// Tile features per generated sign panel: a 32 KiB panel stays in L1 (128 features x 64
+// floats on AVX-512; 512 x 16 on AVX2, whose narrower panels made 128-feature micro-kernel
+// calls short: C loaded and stored every 128 FMAs). The chain over features continues
+// through C, so no sum depends on it.
+template <typename T>
+constexpr int64_t proj_chunk() { return 32768 / (wide_width<T>() * static_cast<int64_t>(sizeof(T))); }
 
 // Input rows of every output row, ascending: rows of u are order[start[u] .. start[u+1]).
 struct Members {
@@ -278,7 +283,10 @@ void outer_typed(const OuterArgs& a) {
   const Members members(in);
   int64_t ob_max = imax(1, imin(d_out, kTileFeatures / d_in));
   if (ob_max > kRowsMR) ob_max = ob_max / kRowsMR * kRowsMR;  // whole micro-kernel blocks
-  const int64_t tile_ld = ob_max * d_in;                     // tile row stride
+  // Tile row stride, padded by one cache line when it is a multiple of 4 KiB: the projection
+  // reads 4-6 tile rows in lock step, and rows 4 KiB-aliased share one L1 set.
+  const int64_t tile_ld = ob_max * d_in + ((ob_max * d_in * static_cast<int64_t>(sizeof(T))) % 4096 == 0
+                                               ? 64 / static_cast<int64_t>(sizeof(T)) : 0);
   const int64_t panels = ceil_div(k, W);
   const ThreadGrid grid = outer_grid(a.num_threads, in.rows_out, in.n * in.t, panels, k);
   const uint64_t key = seed_key(a.seed, SketchKind::kRademacher);
@@ -291,6 +299,7 @@ void outer_typed(const OuterArgs& a) {
     const int64_t u_lo = rt * in.rows_out / grid.rows, u_hi = (rt + 1) * in.rows_out / grid.rows;
     const int64_t p_lo = ct * panels / grid.cols, p_hi = (ct + 1) * panels / grid.cols;
     T* tile = scratch<T>(imin(kOuterSlab, u_hi - u_lo) * tile_ld);
+    constexpr int64_t kProjChunk = proj_chunk<T>();
     T* bp = scratch<T>(kProjChunk * W);
     uint64_t* rkeys = scratch<uint64_t>(kProjChunk);
     uint64_t* words = scratch<uint64_t>(kProjChunk);
