@@ -63,12 +63,30 @@ def projection(
 @app.command()
 def kernels(
     quick: Annotated[bool, typer.Option(help="small shapes (seconds) instead of the issues' target shapes (minutes)")] = False,
+    isa: Annotated[str, typer.Option(help="comma-separated CPU variants (avx512,avx2,baseline): run the ISA matrix, "
+                                          "one process per variant, torch held to the same instruction set")] = "",
+    threads: Annotated[int, typer.Option(help="with --isa: threads of both sides (0: torch's default)")] = 1,
+    clock: Annotated[str, typer.Option(help="with --isa: cpu (process CPU time) or wall")] = "cpu",
     out: Annotated[Path | None, typer.Option(help="write the raw results as JSON here")] = None,
 ) -> None:
-    """Every kernel benchmark: projection (issue 2), layer sketches and scoring (issue 5)."""
+    """Every kernel benchmark: projection (issue 2), layer sketches and scoring (issue 5); with --isa,
+    every kernel family against its torch formulation per instruction-set variant (issue 17)."""
     from trustattr.perf import layers, scoring
     from trustattr.perf import projection as proj
     from trustattr.perf.timing import machine_info
+
+    if isa:
+        from trustattr.perf import isa as isa_bench
+
+        try:
+            make = isa_bench.IsaBenchArguments.quick if quick else isa_bench.IsaBenchArguments
+            isa_args = make(isas=_words(isa), threads=threads, clock=clock)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from None
+        typer.echo(f"machine: {machine_info()}")
+        result = isa_bench.run(isa_args, log=typer.echo)
+        _save(result, out, isa_bench.markdown(result))
+        return
 
     if quick:
         proj_args = proj.ProjectionBenchArguments(rows=[8, 64], features=[1 << 16], dims=[512], peers=False)

@@ -44,11 +44,18 @@ struct Buffer {
 
 // ------------------------------------------------------------ micro-kernels
 
-// Columns per panel: four SIMD vectors (64 floats, 32 doubles).
-template <typename T>
-constexpr int64_t wide_width() { return 4 * VecOf<T>::lanes; }
+constexpr int kRowsMR = 6;  // rows per micro-kernel call
 
-constexpr int kRowsMR = 6;  // rows per micro-kernel call: 6 x 4 vectors = 24 accumulators
+// Vectors per panel, so that 6 rows x kPanelVecs accumulators fit the register file
+// with room for the panel's vectors: 6 x 4 = 24 of 32 registers (AVX-512, NEON),
+// 6 x 2 = 12 of 16 (AVX2: BLIS's 6 x 16 floats; SSE2). A panel is at most 64
+// columns, so one 64-bit word of signs covers it (rademacher_panel).
+constexpr int kPanelVecs = kVecRegs >= 32 ? 4 : 2;
+
+// Columns per panel: kPanelVecs SIMD vectors (64 floats / 32 doubles on AVX-512,
+// 16 / 8 on AVX2, 8 / 4 on SSE2, 16 / 8 on NEON). No sum depends on it.
+template <typename T>
+constexpr int64_t wide_width() { return kPanelVecs * VecOf<T>::lanes; }
 
 // C[r, 0:NV*L] += sum_{p < kc} A(p, r) * B[p*ldb + 0:NV*L] for r < MR (C row stride ldc).
 // A(p, r) = a[r*sa + p] when RowsA (rows read in place, e.g. tokens of a sample),
@@ -97,18 +104,21 @@ void micro_panel(int mr, int64_t kc, const T* a, int64_t sa, const T* b, int64_t
   const int nv = static_cast<int>(ceil_div(width, L));
   T* dst = c;
   int64_t ld = ldc;
-  alignas(64) T tmp[kRowsMR * 4 * L];
+  alignas(64) T tmp[kRowsMR * kPanelVecs * L];
   if (width % L != 0) {
     for (int r = 0; r < mr; ++r)
       for (int64_t j = 0; j < nv * L; ++j) tmp[r * nv * L + j] = j < width ? c[r * ldc + j] : T(0);
     dst = tmp;
     ld = nv * L;
   }
-  switch (nv) {
-    case 1: micro_mr<T, 1, RowsA>(mr, kc, a, sa, b, ldb, dst, ld); break;
-    case 2: micro_mr<T, 2, RowsA>(mr, kc, a, sa, b, ldb, dst, ld); break;
-    case 3: micro_mr<T, 3, RowsA>(mr, kc, a, sa, b, ldb, dst, ld); break;
-    default: micro_mr<T, 4, RowsA>(mr, kc, a, sa, b, ldb, dst, ld); break;
+  if (nv == kPanelVecs) {
+    micro_mr<T, kPanelVecs, RowsA>(mr, kc, a, sa, b, ldb, dst, ld);
+  } else if constexpr (kPanelVecs == 4) {
+    if (nv == 1) micro_mr<T, 1, RowsA>(mr, kc, a, sa, b, ldb, dst, ld);
+    else if (nv == 2) micro_mr<T, 2, RowsA>(mr, kc, a, sa, b, ldb, dst, ld);
+    else micro_mr<T, 3, RowsA>(mr, kc, a, sa, b, ldb, dst, ld);
+  } else {
+    micro_mr<T, 1, RowsA>(mr, kc, a, sa, b, ldb, dst, ld);
   }
   if (dst == tmp)
     for (int r = 0; r < mr; ++r)
@@ -117,9 +127,16 @@ void micro_panel(int mr, int64_t kc, const T* a, int64_t sa, const T* b, int64_t
 
 // Unscaled rademacher signs of R[features, j0 : j0 + wide_width] for the row keys of
 // kc features: bp[p * W + c] = +-1 (sketch_rng.h: bit j % 64 of word(d, j / 64)).
-// j0 is a multiple of W, so one 64-bit word serves a whole float panel.
+// j0 is a multiple of W and W divides 64, so one 64-bit word serves a whole panel.
+// words[p] = word(rkeys[p], word) for p < kc: the signs of 64 columns of kc features.
+inline void sign_words(const uint64_t* rkeys, int64_t kc, int64_t word, uint64_t* words) {
+  for (int64_t p = 0; p < kc; ++p) words[p] = word_of(rkeys[p], word);
+}
+
+// words: sign_words(rkeys, kc, j0 >> 6) -- hashed once per 64 columns, shared by the
+// 64 / W panels of that word (below 64-column panels the hash dominated the panel).
 template <typename T>
-void rademacher_panel(const uint64_t* rkeys, int64_t kc, int64_t j0, T* bp) {
+void rademacher_panel(const uint64_t* words, int64_t kc, int64_t j0, T* bp) {
   using V = typename VecOf<T>::type;
   using B = typename VecOf<T>::bits;
   using Lane = typename VecOf<T>::lane_t;
@@ -132,8 +149,8 @@ void rademacher_panel(const uint64_t* rkeys, int64_t kc, int64_t j0, T* bp) {
   for (int i = 0; i < L; ++i) lane[i] = static_cast<Lane>(i);
   const int shift = static_cast<int>(j0 & 63);
   for (int64_t p = 0; p < kc; ++p) {
-    const uint64_t w = word_of(rkeys[p], j0 >> 6) >> shift;
-    for (int v = 0; v < 4; ++v) {
+    const uint64_t w = words[p] >> shift;
+    for (int v = 0; v < kPanelVecs; ++v) {
       const B bits = B{} + static_cast<Lane>((w >> (v * L)) & lane_mask);
       const B signs = ((bits >> lane) << kSignShift) | one;
       V out;
@@ -216,7 +233,12 @@ T* rademacher_panels(int64_t seed, int64_t d, int64_t k) {
   uint64_t* rkeys = scratch<uint64_t>(d);
   const uint64_t key = seed_key(seed, SketchKind::kRademacher);
   for (int64_t p = 0; p < d; ++p) rkeys[p] = row_key(key, p);
-  for (int64_t panel = 0; panel < panels; ++panel) rademacher_panel<T>(rkeys, d, panel * W, out + panel * d * W);
+  uint64_t* words = scratch<uint64_t>(d);
+  for (int64_t panel = 0; panel < panels; ++panel) {
+    if (panel == 0 || (panel * W) % 64 == 0) sign_words(rkeys, d, panel * W >> 6, words);
+    rademacher_panel<T>(words, d, panel * W, out + panel * d * W);
+  }
+  free(words);
   free(rkeys);
   return out;
 }

@@ -2,6 +2,7 @@
 #if defined(__x86_64__)
 #pragma GCC target("avx2,fma,bmi,bmi2,f16c")
 #define TA_ISA_NS attr_avx2
+#define TA_VEC_BYTES 32
 #include "grad_sketch_impl.h"
 #include "score_impl.h"
 #include "topk_impl.h"

@@ -4,6 +4,7 @@
 #if defined(__x86_64__)
 #pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,bmi,bmi2,f16c")
 #define TA_ISA_NS attr_avx512
+#define TA_VEC_BYTES 64
 #include "grad_sketch_impl.h"
 #include "score_impl.h"
 #include "topk_impl.h"

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #define TA_ISA_NS attr_baseline
+#define TA_VEC_BYTES 16  // SSE2 (x86-64) or NEON (aarch64)
 #include "grad_sketch_impl.h"
 #include "score_impl.h"
 #include "topk_impl.h"

@@ -87,7 +87,7 @@ void datainf_typed(const DatainfArgs& di) {
     }
     free(stage);
   }
-  const int64_t k_pad = ceil_div(k, VecOf<T>::lanes) * VecOf<T>::lanes;
+  const int64_t k_pad = ceil_div(k, Vec64Of<T>::lanes) * Vec64Of<T>::lanes;
   Buffer<T> h(k_pad, T(0));
   for (int64_t l = 0; l < L; ++l) {
     if (lambda[l] == 0.0) continue;  // every g_il is 0: the block adds nothing to any score

@@ -6,8 +6,8 @@
 //
 // Building block: micro<MR, NV>, a register-blocked GEMM micro-kernel that
 // ACCUMULATES into C in memory: C[r, c] += sum_p A(p, r) * B[p*ldb + c] for
-// MR <= 6 rows and NV <= 4 SIMD vectors of columns (a "panel" of W = 4L
-// columns: 64 floats / 32 doubles). A(p, r) is read in place, either as rows
+// MR <= 6 rows and NV <= kPanelVecs SIMD vectors of columns (a "panel" of W
+// columns: 64 floats / 32 doubles on AVX-512, 16 / 8 on AVX2, attr_common_impl.h). A(p, r) is read in place, either as rows
 // (a[r*sa + p]: tokens of a sample, rows of a tile) or as columns (a[p*sa + r]:
 // g[t, o0 + r], or a token's projected values). Loading C, running the FMA chain
 // and storing C back is bit-identical to one longer chain, so EVERY OUTPUT
@@ -19,7 +19,7 @@
 //
 // Random matrices: rademacher, unscaled +-1 while accumulating, the scale applied
 // once at the end. Entry (f, j) = sign bit j % 64 of word(row_key(f), j / 64)
-// (sketch_rng.h); a float panel of 64 columns is exactly one 64-bit word.
+// (sketch_rng.h); a panel (at most 64 columns) lies within one 64-bit word.
 //
 // project_factored (LoGra / Kronecker sketch), per call:
 //   0. R_in [d_in, k_in] (seed derive_seed(seed, 0)) and R_out [d_out, k_out]
@@ -52,13 +52,13 @@
 //          tile[u, (o-o0)*d_in + i] += sum_t g[n,t,o] a[n,t,i]   (chain over n, t)
 //        micro with A(p=t, r=o) = g[n, t, o] in place and B = a[n, t, i0 : i0+W]
 //        in place (a ragged last panel of d_in, or bf16/fp16 inputs, staged).
-//     B. for each chunk of 128 tile features: row keys of the absolute features
+//     B. for each chunk of proj_chunk (128 on AVX-512) tile features: row keys of the absolute features
 //        feature_offset + o0*d_in + f; for each owned panel: generate the W-column
-//        sign panel [128][W] (rademacher_panel), then for each block of <= 6 tile
+//        sign panel [chunk][W] (rademacher_panel), then for each block of <= 6 tile
 //        rows (read in place): acc[u, j] += sum_f tile[u, f] R[f, j]
 //        (chain over all features of G in order: o, then i).
 //   then out = acc / sqrt(k). Extra memory: one tile per thread (<= 48 x ~6144
-//   values) and a 128 x W panel -- never N x d_out x d_in.
+//   values) and a 32 KiB sign panel -- never N x d_out x d_in.
 #pragma once
 
 #include <omp.h>
@@ -176,7 +176,12 @@ void factored_typed(const FactoredArgs& a) {
 
 // ------------------------------------------------------------- project_outer
 
-constexpr int64_t kProjChunk = 128;  // tile features per generated panel (W x 128 stays in L1)
+// Tile features per generated sign panel: a 32 KiB panel stays in L1 (128 features x 64
+// floats on AVX-512; 512 x 16 on AVX2, whose narrower panels made 128-feature micro-kernel
+// calls short: C loaded and stored every 128 FMAs). The chain over features continues
+// through C, so no sum depends on it.
+template <typename T>
+constexpr int64_t proj_chunk() { return 32768 / (wide_width<T>() * static_cast<int64_t>(sizeof(T))); }
 
 // Input rows of every output row, ascending: rows of u are order[start[u] .. start[u+1]).
 struct Members {
@@ -251,7 +256,7 @@ struct ThreadGrid {
   int rows, cols;
 };
 
-inline ThreadGrid outer_grid(int nt, int64_t out_rows, int64_t tokens_total, int64_t panels) {
+inline ThreadGrid outer_grid(int nt, int64_t out_rows, int64_t tokens_total, int64_t panels, int64_t k) {
   ThreadGrid best{1, 1};
   double best_cost = -1.0;
   for (int r = 1; r <= nt; ++r) {
@@ -259,7 +264,7 @@ inline ThreadGrid outer_grid(int nt, int64_t out_rows, int64_t tokens_total, int
     const int c = nt / r;
     if (r > imax(1, ceil_div(out_rows, kRowsMR)) || c > panels) continue;
     const double slabs = static_cast<double>(ceil_div(ceil_div(out_rows, r), kOuterSlab));
-    const double cost = c * static_cast<double>(tokens_total) + r * slabs * 3.0 * 64.0 * panels;
+    const double cost = c * static_cast<double>(tokens_total) + r * slabs * 3.0 * 64.0 * ceil_div(k, 64);
     if (best_cost < 0 || cost < best_cost) {
       best = {r, c};
       best_cost = cost;
@@ -278,9 +283,12 @@ void outer_typed(const OuterArgs& a) {
   const Members members(in);
   int64_t ob_max = imax(1, imin(d_out, kTileFeatures / d_in));
   if (ob_max > kRowsMR) ob_max = ob_max / kRowsMR * kRowsMR;  // whole micro-kernel blocks
-  const int64_t tile_ld = ob_max * d_in;                     // tile row stride
+  // Tile row stride, padded by one cache line when it is a multiple of 4 KiB: the projection
+  // reads 4-6 tile rows in lock step, and rows 4 KiB-aliased share one L1 set.
+  const int64_t tile_ld = ob_max * d_in + ((ob_max * d_in * static_cast<int64_t>(sizeof(T))) % 4096 == 0
+                                               ? 64 / static_cast<int64_t>(sizeof(T)) : 0);
   const int64_t panels = ceil_div(k, W);
-  const ThreadGrid grid = outer_grid(a.num_threads, in.rows_out, in.n * in.t, panels);
+  const ThreadGrid grid = outer_grid(a.num_threads, in.rows_out, in.n * in.t, panels, k);
   const uint64_t key = seed_key(a.seed, SketchKind::kRademacher);
   const OuterStaging<E, T> staging(d_in);
 
@@ -291,8 +299,10 @@ void outer_typed(const OuterArgs& a) {
     const int64_t u_lo = rt * in.rows_out / grid.rows, u_hi = (rt + 1) * in.rows_out / grid.rows;
     const int64_t p_lo = ct * panels / grid.cols, p_hi = (ct + 1) * panels / grid.cols;
     T* tile = scratch<T>(imin(kOuterSlab, u_hi - u_lo) * tile_ld);
+    constexpr int64_t kProjChunk = proj_chunk<T>();
     T* bp = scratch<T>(kProjChunk * W);
     uint64_t* rkeys = scratch<uint64_t>(kProjChunk);
+    uint64_t* words = scratch<uint64_t>(kProjChunk);
     T* stage_a = scratch<T>(staging.a_elems);
     T* stage_g = scratch<T>(staging.g_elems);
     for (int64_t u0 = u_lo; u0 < u_hi; u0 += kOuterSlab) {
@@ -317,7 +327,8 @@ void outer_typed(const OuterArgs& a) {
           for (int64_t p = 0; p < kc; ++p) rkeys[p] = row_key(key, a.feature_offset + o0 * d_in + f0 + p);
           for (int64_t panel = p_lo; panel < p_hi; ++panel) {
             const int64_t j0 = panel * W;
-            rademacher_panel<T>(rkeys, kc, j0, bp);
+            if (panel == p_lo || j0 % 64 == 0) sign_words(rkeys, kc, j0 >> 6, words);
+            rademacher_panel<T>(words, kc, j0, bp);
             for (int64_t b = 0; b < row_blocks.count; ++b)
               micro_panel<T, true>(row_blocks.size(b), kc, tile + row_blocks.begin(b) * tile_ld + f0, tile_ld,
                                    bp, W, out + (u0 + row_blocks.begin(b)) * k + j0, k, imin(W, k - j0));
@@ -328,6 +339,7 @@ void outer_typed(const OuterArgs& a) {
     free(tile);
     free(bp);
     free(rkeys);
+    free(words);
     free(stage_a);
     free(stage_g);
   }

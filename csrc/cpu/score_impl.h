@@ -5,12 +5,14 @@
 // only, once per instruction set.
 //
 // Dot products. <x, q> of a train row and a query row is ONE fixed sequence:
-// acc (a SIMD vector of L lanes, L = 16 float / 8 double) += x[j:j+L] * q[j:j+L]
+// acc (a 64-byte vector of L lanes, L = 16 float / 8 double, on EVERY instruction
+// set: 2 ymm on AVX2, 4 xmm on SSE2/NEON) += x[j:j+L] * q[j:j+L]
 // for j = 0, L, 2L, ... (the last partial vector zero-padded), then the lanes
 // are summed by a fixed halving tree (lane i += lane i + w for w = L/2 .. 1).
-// The register-blocked tile (2 rows x up to 8 queries: 16 independent
-// accumulators, 2 + 8 loads per 16 FMAs; the next pair of rows is prefetched
-// with a non-temporal hint, since a row is often exactly one 4 KB page where the
+// The register-blocked tile (2 rows x up to kQueryGroup queries, sized to the
+// register file: 2 x 8 on AVX-512, 2 x 3 on AVX2; the next pair of rows is prefetched
+// into L2 (prefetcht1: the non-temporal hint used before ran 2.5x slower on a Xeon,
+// Sapphire Rapids class, issue 17), since a row is often exactly one 4 KB page where the
 // hardware streamer restarts) computes every dot in exactly that
 // sequence, so a score never depends on N, M, the blocking, the thread count,
 // or which op computed it (score, topk_score and datainf_scores agree bit for
@@ -39,111 +41,162 @@ namespace trustattr::cpu::TA_ISA_NS {
 namespace {
 
 constexpr int64_t kScoreRows = 64;   // rows per score block (converted together)
-constexpr int kQueryGroup = 8;       // queries per register tile
-constexpr int64_t kQueryBlock = 64;  // queries per block when they do not fit in cache
+// Queries per register tile of 2 rows: each (row, query) dot holds one 64-byte
+// accumulator, i.e. 64 / kVecBytes registers, and four registers stay free for the
+// rows and a query: 2 x 8 on AVX-512 (16 of 32 zmm), 2 x 3 on AVX2 (12 of 16 ymm)
+// and NEON (24 of 32), 2 x 1 on SSE2 (8 of 16 xmm). The tile never changes a dot.
+constexpr int kQueryGroup = (kVecRegs - 4) / (2 * (64 / kVecBytes)) < 8
+                                ? (kVecRegs - 4) / (2 * (64 / kVecBytes)) : 8;
+// Queries per block when they do not fit in cache: whole tiles, about 64.
+constexpr int64_t kQueryBlock = kQueryGroup * (64 / kQueryGroup);
 constexpr int64_t kQueryCacheBytes = 256 * 1024;  // queries (of a block) that count as cached
 constexpr int64_t kSpan = 512;       // columns per span of the blocked path (a multiple of L)
 
+// Native vectors per 64-byte dot accumulator: lanes p*L .. p*L + L - 1 of the
+// 64-byte vector live in native vector p (never a 64-byte variable below AVX-512:
+// GCC keeps those in memory, which made every dot a load-store chain).
+constexpr int kDotParts = 64 / kVecBytes;
+
+// The halving tree of a 64-byte accumulator stored at v: the steps that add whole
+// native vectors (w >= native lanes) run as vector adds, the rest on scalars; the
+// same additions in the same order as lane i += lane i + w on one vector.
 template <typename T>
-inline T hsum(typename VecOf<T>::type v) {
-  constexpr int L = VecOf<T>::lanes;
-  T b[L];
-  memcpy(b, &v, sizeof(v));
-  for (int w = L / 2; w >= 1; w /= 2)
+inline T hsum(const void* v) {
+  using N = typename VecOf<T>::type;
+  constexpr int NL = VecOf<T>::lanes;
+  constexpr int P = kDotParts;
+  N part[P];
+  memcpy(part, v, sizeof(part));
+  for (int n = P / 2; n >= 1; n /= 2)
+    for (int i = 0; i < n; ++i) part[i] += part[i + n];
+  T b[NL];
+  memcpy(b, &part[0], sizeof(b));
+  for (int w = NL / 2; w >= 1; w /= 2)
     for (int i = 0; i < w; ++i) b[i] += b[i + w];
   return b[0];
-}
-
-// The partial last vector of x[j0, j0 + count), zero-padded.
-template <typename T>
-inline typename VecOf<T>::type load_partial(const T* x, int64_t count) {
-  typename VecOf<T>::type v{};
-  memcpy(&v, x, sizeof(T) * count);
-  return v;
 }
 
 // acc[r * MQ + q] += the lane products of rows[r] and query row q over columns
 // [j0, j1) (j0 a multiple of L; a partial last vector only when j1 == k). Query
 // rows have stride ldq and are zero-padded to a multiple of L. When `next` is
-// given, the rows of the next tile are prefetched (non-temporal hint), one line
+// given, the rows of the next tile are prefetched (into L2), one line
 // per step: train rows are often exactly one page, where the hardware streamer
 // restarts. Spans continue the same chains, so any split of [0, k) into spans
-// gives the same bits.
+// gives the same bits. (L: the 64-byte dot vector's lanes; each is held as
+// kDotParts native vectors, lane for lane the same sums.)
 template <typename T, int RW, int MQ>
 void dot_span(int64_t j0, int64_t j1, const T* const* rows, const T* const* next, const T* query,
-              int64_t ldq, typename VecOf<T>::type* acc_io) {
-  using V = typename VecOf<T>::type;
-  constexpr int L = VecOf<T>::lanes;
-  V acc[RW][MQ];
-  memcpy(acc, acc_io, sizeof(acc));
+              int64_t ldq, typename Vec64Of<T>::type* acc_io) {
+  using N = typename VecOf<T>::type;
+  constexpr int NL = VecOf<T>::lanes;
+  constexpr int L = Vec64Of<T>::lanes;
+  constexpr int P = kDotParts;
+  // Accumulators loaded and stored one native vector at a time (a whole-array copy
+  // made GCC keep the array on the stack: every FMA went through memory).
+  N acc[RW][MQ][P];
+  char* io = reinterpret_cast<char*>(acc_io);
+#pragma GCC unroll 16
+  for (int r = 0; r < RW; ++r)
+#pragma GCC unroll 16
+    for (int q = 0; q < MQ; ++q)
+#pragma GCC unroll 16
+      for (int p = 0; p < P; ++p) memcpy(&acc[r][q][p], io + ((r * MQ + q) * P + p) * sizeof(N), sizeof(N));
+  const T* src[RW];
+  for (int r = 0; r < RW; ++r) src[r] = rows[r];
+  // One step: columns [j, j + L) of the rows (read at src[r] + off) and the queries.
+  const auto step = [&](const T* const* xs, int64_t off, int64_t j) __attribute__((always_inline)) {
+#pragma GCC unroll 16
+    for (int p = 0; p < P; ++p) {
+      N x[RW];
+#pragma GCC unroll 16
+      for (int r = 0; r < RW; ++r) memcpy(&x[r], xs[r] + off + p * NL, sizeof(N));
+#pragma GCC unroll 16
+      for (int q = 0; q < MQ; ++q) {
+        N y;
+        memcpy(&y, query + q * ldq + j + p * NL, sizeof(N));
+#pragma GCC unroll 16
+        for (int r = 0; r < RW; ++r) acc[r][q][p] += x[r] * y;
+      }
+    }
+  };
   const int64_t full = j0 + (j1 - j0) / L * L;
-  for (int64_t j = j0; j < full; j += L) {
-    if (next != nullptr)
-      for (int r = 0; r < RW; ++r) __builtin_prefetch(next[r] + j, 0, 0);
-    V x[RW];
-    for (int r = 0; r < RW; ++r) memcpy(&x[r], rows[r] + j, sizeof(V));
-    for (int q = 0; q < MQ; ++q) {
-      V y;
-      memcpy(&y, query + q * ldq + j, sizeof(V));
-      for (int r = 0; r < RW; ++r) acc[r][q] += x[r] * y;
+  if (next != nullptr) {
+    for (int64_t j = j0; j < full; j += L) {
+#pragma GCC unroll 16
+      for (int r = 0; r < RW; ++r) __builtin_prefetch(next[r] + j, 0, 2);
+      step(src, j, j);
     }
+  } else {
+    for (int64_t j = j0; j < full; j += L) step(src, j, j);
   }
-  if (full < j1) {
-    V x[RW];
-    for (int r = 0; r < RW; ++r) x[r] = load_partial<T>(rows[r] + full, j1 - full);
-    for (int q = 0; q < MQ; ++q) {
-      V y;
-      memcpy(&y, query + q * ldq + full, sizeof(V));
-      for (int r = 0; r < RW; ++r) acc[r][q] += x[r] * y;
+  if (full < j1) {  // the partial last vector, zero-padded
+    alignas(64) T tail[RW][L];
+    const T* ts[RW];
+    for (int r = 0; r < RW; ++r) {
+      memset(tail[r], 0, sizeof(tail[r]));
+      memcpy(tail[r], rows[r] + full, sizeof(T) * (j1 - full));
+      ts[r] = tail[r];
     }
+    step(ts, 0, full);
   }
-  memcpy(acc_io, acc, sizeof(acc));
+#pragma GCC unroll 16
+  for (int r = 0; r < RW; ++r)
+#pragma GCC unroll 16
+    for (int q = 0; q < MQ; ++q)
+#pragma GCC unroll 16
+      for (int p = 0; p < P; ++p) memcpy(io + ((r * MQ + q) * P + p) * sizeof(N), &acc[r][q][p], sizeof(N));
 }
 
-template <typename T, int RW>
+template <typename T, int RW, int MQ = kQueryGroup>
 void dot_span_queries(int mq, int64_t j0, int64_t j1, const T* const* rows, const T* const* next,
-                      const T* query, int64_t ldq, typename VecOf<T>::type* acc) {
-  switch (mq) {
-    case 1: return dot_span<T, RW, 1>(j0, j1, rows, next, query, ldq, acc);
-    case 2: return dot_span<T, RW, 2>(j0, j1, rows, next, query, ldq, acc);
-    case 3: return dot_span<T, RW, 3>(j0, j1, rows, next, query, ldq, acc);
-    case 4: return dot_span<T, RW, 4>(j0, j1, rows, next, query, ldq, acc);
-    case 5: return dot_span<T, RW, 5>(j0, j1, rows, next, query, ldq, acc);
-    case 6: return dot_span<T, RW, 6>(j0, j1, rows, next, query, ldq, acc);
-    case 7: return dot_span<T, RW, 7>(j0, j1, rows, next, query, ldq, acc);
-    default: return dot_span<T, RW, 8>(j0, j1, rows, next, query, ldq, acc);
-  }
+                      const T* query, int64_t ldq, typename Vec64Of<T>::type* acc) {
+  if constexpr (MQ > 1)
+    if (mq < MQ) return dot_span_queries<T, RW, MQ - 1>(mq, j0, j1, rows, next, query, ldq, acc);
+  dot_span<T, RW, MQ>(j0, j1, rows, next, query, ldq, acc);
 }
 
-// One tile (rw <= 2 rows x mq <= 8 queries) over columns [j0, j1).
+// One tile (rw <= 2 rows x mq <= kQueryGroup queries) over columns [j0, j1).
 template <typename T>
 void dot_span_tile(int rw, int mq, int64_t j0, int64_t j1, const T* const* rows, const T* const* next,
-                   const T* query, int64_t ldq, typename VecOf<T>::type* acc) {
+                   const T* query, int64_t ldq, typename Vec64Of<T>::type* acc) {
   if (rw == 2) dot_span_queries<T, 2>(mq, j0, j1, rows, next, query, ldq, acc);
   else dot_span_queries<T, 1>(mq, j0, j1, rows, next, query, ldq, acc);
 }
 
 // out[r * ldo + q] = hsum(acc[r * mq + q]).
 template <typename T>
-void finish_tile(int rw, int mq, const typename VecOf<T>::type* acc, T* out, int64_t ldo) {
+void finish_tile(int rw, int mq, const typename Vec64Of<T>::type* acc, T* out, int64_t ldo) {
   for (int r = 0; r < rw; ++r)
-    for (int q = 0; q < mq; ++q) out[r * ldo + q] = hsum<T>(acc[r * mq + q]);
+    for (int q = 0; q < mq; ++q) out[r * ldo + q] = hsum<T>(&acc[r * mq + q]);
 }
 
 // <x[lo, hi), y[lo, hi)> and <x[lo, hi), x[lo, hi)> by the dot sequence above.
 template <typename T>
 inline T span_dot(const T* x, const T* y, int64_t lo, int64_t hi) {
-  using V = typename VecOf<T>::type;
-  constexpr int L = VecOf<T>::lanes;
-  V acc{};
+  using N = typename VecOf<T>::type;
+  constexpr int NL = VecOf<T>::lanes;
+  constexpr int L = Vec64Of<T>::lanes;
+  constexpr int P = kDotParts;
+  N acc[P] = {};
   int64_t j = lo;
-  for (; j + L <= hi; j += L) {
-    V a, b;
-    memcpy(&a, x + j, sizeof(V));
-    memcpy(&b, y + j, sizeof(V));
-    acc += a * b;
+  for (; j + L <= hi; j += L)
+    for (int p = 0; p < P; ++p) {
+      N a, b;
+      memcpy(&a, x + j + p * NL, sizeof(N));
+      memcpy(&b, y + j + p * NL, sizeof(N));
+      acc[p] += a * b;
+    }
+  if (j < hi) {
+    alignas(64) T xa[L] = {}, ya[L] = {};
+    memcpy(xa, x + j, sizeof(T) * (hi - j));
+    memcpy(ya, y + j, sizeof(T) * (hi - j));
+    for (int p = 0; p < P; ++p) {
+      N a, b;
+      memcpy(&a, xa + p * NL, sizeof(N));
+      memcpy(&b, ya + p * NL, sizeof(N));
+      acc[p] += a * b;
+    }
   }
-  if (j < hi) acc += load_partial<T>(x + j, hi - j) * load_partial<T>(y + j, hi - j);
   return hsum<T>(acc);
 }
 
@@ -186,7 +239,7 @@ void normalize_rows(const ScoreArgs& a, const T* const* rows, int64_t r0, int64_
 template <typename T>
 void score_rows(const ScoreArgs& a, const T* const* rows, int64_t nrows, const T* query_norms, T* out,
                 int64_t ldo) {
-  using V = typename VecOf<T>::type;
+  using V = typename Vec64Of<T>::type;
   const T* query = static_cast<const T*>(a.query);
   const int64_t ldq = a.query_stride;
   if (imin(a.m, kQueryBlock) * a.k * static_cast<int64_t>(sizeof(T)) <= kQueryCacheBytes) {

@@ -23,18 +23,44 @@
 namespace trustattr::cpu::TA_ISA_NS {
 namespace {
 
-// The 64-byte SIMD vector of T (float: 16 lanes, double: 8), its unsigned
-// integer lanes of the same width (for sign tricks) and the bits of 1.0.
-template <typename T>
-struct VecOf {
+// Vector width and register file of the instruction set this copy is compiled
+// for: the defining *_isa_*.cpp file sets TA_VEC_BYTES (64 AVX-512, 32 AVX2,
+// 16 baseline: SSE2 on x86-64, NEON on aarch64); the register count follows.
+// Every kernel sizes its register tiles from these two numbers, so a narrower
+// ISA runs native vectors that fit its registers instead of splitting 64-byte
+// vectors and spilling (issue 17).
+#ifndef TA_VEC_BYTES
+#error "define TA_VEC_BYTES (64, 32 or 16) before including simd_impl.h"
+#endif
+constexpr int kVecBytes = TA_VEC_BYTES;
+#if TA_VEC_BYTES == 64 || defined(__aarch64__)
+constexpr int kVecRegs = 32;  // zmm0-31 (AVX-512), v0-31 (NEON)
+#else
+constexpr int kVecRegs = 16;  // ymm0-15 (AVX2), xmm0-15 (SSE2)
+#endif
+
+// A SIMD vector of B bytes of T (float or double), its unsigned integer lanes
+// of the same width (for sign tricks) and the bits of 1.0.
+template <typename T, int B>
+struct VecBytes {
   static_assert(sizeof(T) == 4 || sizeof(T) == 8, "VecOf: float or double");
-  typedef T type __attribute__((vector_size(64)));
+  typedef T type __attribute__((vector_size(B)));
   typedef std::conditional_t<sizeof(T) == 4, uint32_t, uint64_t> lane_t;
-  typedef lane_t bits __attribute__((vector_size(64)));
-  static constexpr int lanes = 64 / sizeof(T);
+  typedef lane_t bits __attribute__((vector_size(B)));
+  static constexpr int lanes = B / sizeof(T);
   static constexpr lane_t one_bits =
       sizeof(T) == 4 ? lane_t(0x3F800000u) : lane_t(0x3FF0000000000000ULL);  // 1.0f, 1.0
 };
+
+// The native vector of this instruction set (16 floats AVX-512, 8 AVX2, 4 SSE2/NEON).
+template <typename T>
+struct VecOf : VecBytes<T, kVecBytes> {};
+
+// A 64-byte vector whatever the instruction set (split into 2 or 4 native
+// registers below AVX-512): the scoring dot products are defined over 16 float
+// / 8 double lanes on every ISA, so their sums keep one order everywhere.
+template <typename T>
+struct Vec64Of : VecBytes<T, 64> {};
 
 // ---------------------------------------------------------------- loading
 

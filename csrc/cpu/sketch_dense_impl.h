@@ -15,7 +15,16 @@ namespace trustattr::cpu::TA_ISA_NS {
 namespace {
 
 constexpr int64_t kDenseChunk = 256;  // features per generated panel
-constexpr int64_t kColGroup = 128;    // output columns per work item (dense forward)
+constexpr int64_t kColGroup = 128;    // output columns per group in dense_feature_groups
+// Output columns per work item of dense_forward: every item packs its rows once per
+// chunk of features, so wider items pack less often (with 128 columns the packing was
+// ~19% of the AVX2 kernel at N=64, D=2^14, k=512): the widest of 1024, 512, ...,
+// 128 that still leaves 4 items per thread. Only the work partition: no sum depends on it.
+inline int64_t dense_item_cols(int64_t k, int64_t feature_groups, int nt) {
+  int64_t cols = 1024;
+  while (cols > kColGroup && ceil_div(k, cols) * feature_groups < 4 * static_cast<int64_t>(nt)) cols /= 2;
+  return cols;
+}
 
 // Feature groups summed separately (then added in group order). A function of
 // (d, k) only, so results never depend on the batch size or thread count.
@@ -34,30 +43,38 @@ struct DenseScratch {
   T* bp;
   T* ct;
   uint64_t* rkeys;
+  uint64_t* words;
   DenseScratch(int64_t rows, int64_t keys)
       : ap(scratch<T>(ceil_div(rows, kMaxMR) * kMaxMR * kDenseChunk)),
         bp(scratch<T>(kDenseChunk * panel_width<T>())),
         ct(scratch<T>(kMaxMR * panel_width<T>())),
-        rkeys(scratch<uint64_t>(keys)) {}
+        rkeys(scratch<uint64_t>(keys)),
+        words(scratch<uint64_t>(kDenseChunk)) {}
   ~DenseScratch() {
     free(ap);
     free(bp);
     free(ct);
     free(rkeys);
+    free(words);
   }
   DenseScratch(const DenseScratch&) = delete;
   DenseScratch& operator=(const DenseScratch&) = delete;
 };
 
 // dst[r, 0:width] += (packed rows, kc features) x (panel bp) for rows r < rows,
-// dst row stride ld; micro-kernel blocks of kMaxMR rows in row order.
+// dst row stride ld; the micro-kernel row blocks of row_block_begin in row order.
 template <typename T>
 void add_panel_product(int64_t rows, int64_t kc, const DenseScratch<T>& s, T* dst, int64_t ld,
                        int64_t width) {
   constexpr int64_t NR = panel_width<T>();
-  for (int64_t rb = 0; rb < rows; rb += kMaxMR) {
-    const int mr = static_cast<int>(rows - rb < kMaxMR ? rows - rb : kMaxMR);
-    micro_dispatch<T>(mr, kc, s.ap + rb * kc, s.bp, s.ct);
+  for (int64_t b = 0; b < row_block_count(rows); ++b) {
+    const int64_t rb = row_block_begin(rows, b);
+    const int mr = static_cast<int>(row_block_begin(rows, b + 1) - rb);
+    if (width == NR) {  // a whole panel: the micro-kernel adds its tile into dst itself
+      micro_dispatch<T>(mr, kc, s.ap + rb * kc, s.bp, s.ct, dst + rb * ld, ld);
+      continue;
+    }
+    micro_dispatch<T>(mr, kc, s.ap + rb * kc, s.bp, s.ct, nullptr, 0);
     for (int r = 0; r < mr; ++r) {
       T* orow = dst + (rb + r) * ld;
       const T* crow = s.ct + r * NR;
@@ -67,15 +84,15 @@ void add_panel_product(int64_t rows, int64_t kc, const DenseScratch<T>& s, T* ds
 }
 
 // Forward: out [rows, k] = scale * x [rows, d] @ R. Work item = (column group of
-// kColGroup columns, feature group); feature groups are summed in order at the end.
+// dense_item_cols columns, feature group); feature groups are summed in order at the end.
 template <Elem E, typename T>
 void dense_forward(const SketchArgs& a, const void* x, int64_t rows, T* out) {
   constexpr int64_t NR = panel_width<T>();
   const int64_t d = a.d, k = a.k;
   const int64_t col_blocks = ceil_div(k, NR);
-  const int64_t blocks_per_group = kColGroup / NR;
+  const int64_t groups = dense_feature_groups(d, ceil_div(k, kColGroup));
+  const int64_t blocks_per_group = dense_item_cols(k, groups, a.num_threads) / NR;
   const int64_t col_groups = ceil_div(col_blocks, blocks_per_group);
-  const int64_t groups = dense_feature_groups(d, col_groups);
   const int64_t count = rows * k;
   T* partial = scratch<T>(groups * count);
   memset(partial, 0, sizeof(T) * groups * count);
@@ -99,7 +116,7 @@ void dense_forward(const SketchArgs& a, const void* x, int64_t rows, T* out) {
         for (int64_t p = 0; p < kc; ++p) s.rkeys[p] = row_key(key, a.feature_offset + f0 + p);
         for (int64_t cb = cb_begin; cb < cb_end; ++cb) {
           const int64_t j0 = cb * NR;
-          panel_forward<T>(a.kind, s.rkeys, kc, j0, a.table, s.bp);
+          panel_forward<T>(a.kind, s.rkeys, kc, j0, a.table, s.bp, s.words);
           add_panel_product<T>(rows, kc, s, dst + j0, k, k - j0 < NR ? k - j0 : NR);
         }
       }

@@ -1,6 +1,7 @@
 // Baseline variant of the CPU sketch kernels: whatever the compiler targets by
 // default (SSE2 on x86-64, NEON on aarch64), plus the run-time ISA dispatch.
 #define TA_ISA_NS isa_baseline
+#define TA_VEC_BYTES 16  // SSE2 (x86-64) or NEON (aarch64)
 #include "sketch_cpu_impl.h"
 TA_SKETCH_DEFINE_ENTRY_POINT(baseline)
 

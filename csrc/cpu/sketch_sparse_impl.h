@@ -169,9 +169,11 @@ void sparse_forward(const SketchArgs& a, const void* x, int64_t rows, T* out) {
   const int64_t d = a.d, k = a.k, nnz = a.nnz;
   const int64_t group_size = sparse_group_size(k);
   const int64_t groups = ceil_div(d, group_size);
-  // Row vectors per pass: as many as keep acc within ~256 KiB (and the batch needs).
+  // Row vectors per pass: as many as keep acc within ~256 KiB (and the batch needs),
+  // at most 256 bytes of rows per bucket (64 float rows: 4 zmm, 8 ymm, 16 xmm).
+  constexpr int64_t kMaxVecs = 256 / static_cast<int64_t>(sizeof(V));
   int64_t vecs = (256 * 1024) / (k * static_cast<int64_t>(sizeof(V)));
-  vecs = vecs < 1 ? 1 : (vecs > 4 ? 4 : vecs);
+  vecs = vecs < 1 ? 1 : (vecs > kMaxVecs ? kMaxVecs : vecs);
   vecs = vecs < ceil_div(rows, L) ? vecs : ceil_div(rows, L);
   const int64_t rows_per_pass = vecs * L;
   const int64_t count = rows * k;
