@@ -45,7 +45,7 @@ struct DenseScratch {
   uint64_t* rkeys;
   uint64_t* words;
   DenseScratch(int64_t rows, int64_t keys)
-      : ap(scratch<T>(ceil_div(rows, kMaxMR) * kMaxMR * kDenseChunk)),
+      : ap(scratch<T>(ceil_div(rows, kMaxMR) * kMaxMR * kDenseChunk * pack_copies<T>())),
         bp(scratch<T>(kDenseChunk * panel_width<T>())),
         ct(scratch<T>(kMaxMR * panel_width<T>())),
         rkeys(scratch<uint64_t>(keys)),
@@ -71,10 +71,10 @@ void add_panel_product(int64_t rows, int64_t kc, const DenseScratch<T>& s, T* ds
     const int64_t rb = row_block_begin(rows, b);
     const int mr = static_cast<int>(row_block_begin(rows, b + 1) - rb);
     if (width == NR) {  // a whole panel: the micro-kernel adds its tile into dst itself
-      micro_dispatch<T>(mr, kc, s.ap + rb * kc, s.bp, s.ct, dst + rb * ld, ld);
+      micro_dispatch<T>(mr, kc, s.ap + rb * kc * pack_copies<T>(), s.bp, s.ct, dst + rb * ld, ld);
       continue;
     }
-    micro_dispatch<T>(mr, kc, s.ap + rb * kc, s.bp, s.ct, nullptr, 0);
+    micro_dispatch<T>(mr, kc, s.ap + rb * kc * pack_copies<T>(), s.bp, s.ct, nullptr, 0);
     for (int r = 0; r < mr; ++r) {
       T* orow = dst + (rb + r) * ld;
       const T* crow = s.ct + r * NR;

@@ -20,6 +20,18 @@ namespace {
 // The shape never changes a sum: every output entry is one chain over features.
 constexpr int kMaxMR = kVecRegs >= 32 ? 12 : 6;
 
+// Copies of each packed A element: SSE2 has no broadcast load (movss + shufps per
+// element and step), so its packed rows hold every element as a whole vector and the
+// micro-kernel multiplies straight from memory. One copy elsewhere.
+template <typename T>
+constexpr int64_t pack_copies() {
+#if TA_VEC_BYTES == 16 && !defined(__aarch64__)
+  return VecOf<T>::lanes;
+#else
+  return 1;
+#endif
+}
+
 // Panel width: two vectors of output columns.
 template <typename T>
 constexpr int64_t panel_width() { return 2 * VecOf<T>::lanes; }
@@ -43,10 +55,20 @@ void micro_kernel(int64_t kc, const T* __restrict ap, const T* __restrict bp,
     V b0, b1;
     memcpy(&b0, bp + p * 2 * L, sizeof(V));
     memcpy(&b1, bp + p * 2 * L + L, sizeof(V));
-    const T* a = ap + p * MR;
-    for (int r = 0; r < MR; ++r) {
-      c0[r] += a[r] * b0;
-      c1[r] += a[r] * b1;
+    if constexpr (pack_copies<T>() > 1) {
+      const T* a = ap + p * MR * L;
+      for (int r = 0; r < MR; ++r) {
+        V av;
+        memcpy(&av, a + r * L, sizeof(V));
+        c0[r] += av * b0;
+        c1[r] += av * b1;
+      }
+    } else {
+      const T* a = ap + p * MR;
+      for (int r = 0; r < MR; ++r) {
+        c0[r] += a[r] * b0;
+        c1[r] += a[r] * b1;
+      }
     }
   }
   if (dst != nullptr) {
@@ -100,10 +122,14 @@ void pack_rows(const void* x, int64_t sr, int64_t sc, int64_t rows, int64_t c0,
                int64_t kc, T* ap) {
   for (int64_t b = 0; b < row_block_count(rows); ++b) {
     const int64_t rb = row_block_begin(rows, b), mr = row_block_begin(rows, b + 1) - rb;
-    T* block = ap + rb * kc;
+    constexpr int64_t C = pack_copies<T>();
+    T* block = ap + rb * kc * C;
     for (int64_t r = 0; r < mr; ++r) {
       const int64_t base = (rb + r) * sr + c0 * sc;
-      for (int64_t p = 0; p < kc; ++p) block[p * mr + r] = load_elem<E, T>(x, base + p * sc);
+      for (int64_t p = 0; p < kc; ++p) {
+        const T v = load_elem<E, T>(x, base + p * sc);
+        for (int64_t c = 0; c < C; ++c) block[(p * mr + r) * C + c] = v;
+      }
     }
   }
 }
