@@ -119,16 +119,18 @@ class Projector:
             if m.k_in < m.d_in and m.k_out < m.d_out:
                 feats = kernels.project_factored(a, g, m.k_in, m.k_out, m.seed, **self._op_segments)
             else:
-                feats = self._partly_exact(m, a, g)
+                feats = self._partly_exact(m, a, g, self._out.dtype)
+                if self._segments is not None:
+                    feats = kernels.segment_sum(feats, self._segments, self._num)
             self._out[:, m.column : m.column + m.width] += feats
         else:
             self._out += kernels.project_outer(a, g, self.k, m.seed, m.feature_offset, **self._op_segments)
 
-    def _partly_exact(self, m: ModuleLayout, a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    @staticmethod
+    def _partly_exact(m: ModuleLayout, a: torch.Tensor, g: torch.Tensor, acc: torch.dtype) -> torch.Tensor:
         """vec(R_out^T G R_in) with R = identity on a side with k >= d: the same R as ``project_factored`` on a
         projected side (``project`` with ``derive_seed(seed, 0)`` for inputs, ``derive_seed(seed, 1)`` for
-        outputs) -> [rows or segments, k_out * k_in] in the output dtype."""
-        acc = self._out.dtype
+        outputs) -> [rows, k_out * k_in] in ``acc``."""
         rows, tokens = a.shape[:2]
         with torch.no_grad():
             if m.k_in < m.d_in:
@@ -137,10 +139,7 @@ class Projector:
                 g = kernels.project(g.reshape(-1, m.d_out), m.k_out, kernels.derive_seed(m.seed, 1))
             a = a.to(acc).reshape(rows, tokens, m.k_in)
             g = g.to(acc).reshape(rows, tokens, m.k_out)
-            feats = torch.bmm(g.transpose(1, 2), a).flatten(1)  # [R, k_out * k_in]
-        if self._segments is not None:
-            feats = kernels.segment_sum(feats, self._segments, self._num)
-        return feats
+            return torch.bmm(g.transpose(1, 2), a).flatten(1)  # [R, k_out * k_in]
 
     def finish(self) -> torch.Tensor:
         """The batch's features [num_segments, dim]."""
@@ -153,7 +152,7 @@ class Projector:
         if self.kind == "outer":
             return slice(0, self.k)
         m = self.layout[index]
-        return slice(m.column, m.column + self.k * self.k)
+        return slice(m.column, m.column + m.width)
 
     def project_matrices(self, index: int, h: torch.Tensor) -> torch.Tensor:
         """Module ``index``'s sketch of explicit matrices ``h`` [Q, d_out, d_in] -> [Q, len(columns(index))].
@@ -169,8 +168,10 @@ class Projector:
             part = h[start : start + chunk]
             eye = torch.eye(m.d_in, dtype=part.dtype).expand(part.shape[0], m.d_in, m.d_in).contiguous()
             g = part.transpose(1, 2).contiguous()  # [q, d_in, d_out]
-            if self.kind == "factored":
-                out.append(kernels.project_factored(eye, g, self.k, self.k, m.seed))
+            if self.kind == "factored" and m.k_in < m.d_in and m.k_out < m.d_out:
+                out.append(kernels.project_factored(eye, g, m.k_in, m.k_out, m.seed))
+            elif self.kind == "factored":  # a side kept exact (k >= d), as in sink
+                out.append(self._partly_exact(m, eye, g, part.dtype))
             else:
                 out.append(kernels.project_outer(eye, g, self.k, m.seed, m.feature_offset))
         if not out:
