@@ -28,7 +28,7 @@ def run_command(
     benchmarks: Annotated[str | None, typer.Option(help=_help("benchmarks") + ", comma-separated")] = None,
     evaluate: Annotated[bool, typer.Option("--evaluate/--no-evaluate", help=_help("evaluate"))] = True,
     attribute: Annotated[bool, typer.Option("--attribute/--no-attribute", help=_help("attribute"))] = True,
-    method: Annotated[str, typer.Option(help=_help("method"))] = "datainf_exact",
+    method: Annotated[str, typer.Option(help=_help("method"))] = "datainf",
     seed: Annotated[int, typer.Option(help=_help("seed"))] = 0,
     stages: Annotated[str | None, typer.Option(help="run only these stages, comma-separated (e.g. base,sft)")] = None,
     overwrite: Annotated[bool, typer.Option(help="delete OUT first instead of resuming it")] = False,

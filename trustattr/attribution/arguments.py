@@ -131,7 +131,7 @@ class ScoreArguments:
         "size (min(k, d); a LoRA factor's rank side at r) and kept exact there."))
     seed: int = field(default=0, metadata=_help("Seed of the random projections and of the data subsamples."))
     # ------------------------------------------------------------------ method
-    method: str = field(default="datainf_exact", metadata=_help(
+    method: str = field(default="datainf", metadata=_help(
         f"Attribution method: {', '.join(METHODS)} (default: the best on the LDS benchmark, `trustattr lds`)."))
     damping: float | None = field(
         default=None,

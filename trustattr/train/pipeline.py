@@ -42,7 +42,7 @@ class RunArguments:
     benchmarks: tuple[str, ...] | None = field(default=None, metadata={"help": "trust benchmarks (default: all five)"})
     evaluate: bool = field(default=True, metadata={"help": "run the trust benchmarks after each stage"})
     attribute: bool = field(default=True, metadata={"help": "score each stage's training pairs per trust benchmark"})
-    method: str = field(default="datainf_exact", metadata={"help": "attribution method of the score stages"})
+    method: str = field(default="datainf", metadata={"help": "attribution method of the score stages"})
     seed: int = field(default=0, metadata={"help": "seed of every stage"})
 
     def __post_init__(self) -> None:
