@@ -5,7 +5,7 @@ All three read the same (prompt, chosen, rejected) pairs of the held-out split, 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -91,18 +91,28 @@ def rewards_of(
     batch_size: int = 8,
 ) -> torch.Tensor:
     """Reward of each ``prompt + separator + response + eos``: [N] float32 (see trustattr.train.reward)."""
+
+    def encode(begin: int, end: int) -> tuple[torch.Tensor, torch.Tensor]:
+        pieces = zip(prompts[begin:end], responses[begin:end])
+        texts = [p + RESPONSE_SEPARATOR + r + tokenizer.eos_token for p, r in pieces]
+        batch = tokenizer(texts, add_special_tokens=False, padding=True, return_tensors="pt")
+        return batch.input_ids, batch.attention_mask
+
+    return _batched_rewards(reward_model, len(prompts), batch_size, encode)
+
+
+def _batched_rewards(reward_model: PreTrainedModel, count: int, batch_size: int,
+                     encode: Callable[[int, int], tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+    """Rewards [count] of the rows ``encode(begin, end)`` gives (input ids, attention mask), batch by batch, in eval
+    mode (the model's mode is restored)."""
     device = next(reward_model.parameters()).device
     was_training = reward_model.training
     reward_model.eval()
     out = []
     try:
-        for begin in range(0, len(prompts), batch_size):
-            texts = [
-                p + RESPONSE_SEPARATOR + r + tokenizer.eos_token
-                for p, r in zip(prompts[begin : begin + batch_size], responses[begin : begin + batch_size])
-            ]
-            batch = tokenizer(texts, add_special_tokens=False, padding=True, return_tensors="pt")
-            out.append(reward_at_last_token(reward_model, batch.input_ids.to(device), batch.attention_mask.to(device)).cpu())
+        for begin in range(0, count, batch_size):
+            ids, mask = encode(begin, min(begin + batch_size, count))
+            out.append(reward_at_last_token(reward_model, ids.to(device), mask.to(device)).cpu())
     finally:
         reward_model.train(was_training)
     return torch.cat(out) if out else torch.zeros(0)
@@ -131,17 +141,12 @@ def _pair_rewards(
     batch_size: int,
 ) -> torch.Tensor:
     """Reward of one side of each pair, tokenized as trl's RewardTrainer does (prompt + response [+ eos]): [N]."""
-    device = next(reward_model.parameters()).device
-    was_training = reward_model.training
-    reward_model.eval()
-    out = []
-    try:
-        for begin in range(0, len(pairs), batch_size):
-            rows = tokenize_pairs(tokenizer, pairs[begin : begin + batch_size], (side,))
-            out.append(reward_at_last_token(reward_model, rows.input_ids.to(device), rows.attention_mask.to(device)).cpu())
-    finally:
-        reward_model.train(was_training)
-    return torch.cat(out) if out else torch.zeros(0)
+
+    def encode(begin: int, end: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rows = tokenize_pairs(tokenizer, pairs[begin:end], (side,))
+        return rows.input_ids, rows.attention_mask
+
+    return _batched_rewards(reward_model, len(pairs), batch_size, encode)
 
 
 def _share_positive(values: torch.Tensor) -> float:
