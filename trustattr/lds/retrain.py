@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from trustattr.attribution.losses import LossBatch, MarginLoss, sequence_logprobs
+from trustattr.attribution.attributor import reference_logprobs
+from trustattr.attribution.losses import LossBatch, MarginLoss
 from trustattr.lds.workload import Workload
 
-__all__ = ["Checkpoint", "EncodedPairs", "measure_margins", "reference_logprobs", "train_on_subset"]
+__all__ = ["EncodedPairs", "measure_margins", "train_on_subset"]
 
 
 class EncodedPairs:
@@ -30,13 +30,14 @@ class EncodedPairs:
 
     def __init__(self, workload: Workload, pairs: Sequence) -> None:
         self.loss = MarginLoss(workload.max_length, workload.max_prompt_length, workload.recipe.beta)
-        self.all = self.loss.encode(workload.tokenizer, list(pairs))
+        self.pairs, self.tokenizer = list(pairs), workload.tokenizer
+        self.all = self.loss.encode(workload.tokenizer, self.pairs)
         self.num_pairs = len(pairs)
         self.reference: torch.Tensor | None = None
 
     def with_reference(self, model: nn.Module) -> EncodedPairs:
         """Sets the reference log-probs to ``model``'s (the start model) and returns self."""
-        self.reference = reference_logprobs(model, self)
+        self.reference = reference_logprobs(model, self.tokenizer, self.loss, self.pairs, batch_size=32)
         return self
 
     def batch(self, index: Sequence[int], reference: torch.Tensor | None = None) -> LossBatch:
@@ -51,18 +52,6 @@ class EncodedPairs:
         return LossBatch([self.all.ids[i] for i in index], picked, torch.arange(len(index)).repeat(2), ref)
 
 
-def reference_logprobs(model: nn.Module, encoded: EncodedPairs, batch_size: int = 32) -> torch.Tensor:
-    """Summed response log-probs of (chosen, rejected) under ``model`` -> [N, 2] float64."""
-    out = torch.zeros(encoded.num_pairs, 2, dtype=torch.float64)
-    model.eval()
-    with torch.no_grad():
-        for start in range(0, encoded.num_pairs, batch_size):
-            index = list(range(start, min(start + batch_size, encoded.num_pairs)))
-            logps = sequence_logprobs(model, encoded.batch(index, torch.zeros(len(index), 2)).rows).to(torch.float64)
-            out[index] = torch.stack([logps[: len(index)], logps[len(index) :]], dim=1)
-    return out
-
-
 def measure_margins(model: nn.Module, encoded: EncodedPairs, batch_size: int = 32) -> torch.Tensor:
     """DPO margin of every pair of ``encoded`` (which carries the reference log-probs) -> [Q] float64."""
     model.eval()
@@ -72,15 +61,6 @@ def measure_margins(model: nn.Module, encoded: EncodedPairs, batch_size: int = 3
             index = list(range(start, min(start + batch_size, encoded.num_pairs)))
             out[index] = encoded.loss.margins(model, encoded.batch(index)).to(torch.float64)
     return out
-
-
-@dataclass(frozen=True)
-class Checkpoint:
-    """A model state saved at the end of an epoch, with the learning rate of the steps that led to it."""
-
-    epoch: int
-    learning_rate: float
-    state: dict[str, torch.Tensor]
 
 
 def train_on_subset(workload: Workload, encoded: EncodedPairs, subset: Sequence[int], seed: int,
